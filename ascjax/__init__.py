@@ -1,0 +1,1 @@
+"""ascjax: device-robust low-complexity acoustic scene classification in JAX/Flax."""
