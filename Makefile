@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# librosa compiles with numba on first use (~25 s): cache it. Keep TF's start-up logs quiet.
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+export ASCJAX_DATA ?= $(CURDIR)/.cache/data
+
+.PHONY: setup demo test test-slow bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m ascjax.data.datasets --dataset=synthetic --preset=demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) tools/benchmark.py --out=bench/results.json
+
+clean:
+	rm -rf .cache build *.egg-info
