@@ -1,0 +1,156 @@
+"""Model complexity the way low-complexity ASC counts it: parameters, size in bytes, MACs.
+
+    python -m ascjax.complexity --config=experiments/configs/paper.py:mod8_resnorm [--json]
+
+- params: learnable parameters (BN/SSN scale and bias included, running statistics excluded).
+- nonzero_params: non-zero learnable parameters of the given variables; a config alone describes
+  a dense model, so every parameter counts as non-zero.
+- bn_statistics: BN/SSN running means and variances (and Global FreqNorm's per-bin mean/std).
+- size_bytes: the DCASE 2021 rule (baseline `model_size_calculation.py`): every tensor, BN
+  statistics included, counted as non-zero values x bytes of its dtype, under a dtype map.
+- macs_per_clip / macs_per_second: conv MACs as C_in/groups x C_out x kh x kw x H_out x W_out, plus
+  2 x C per BatchNorm (torchinfo / NeSsi convention), for one clip of the configured length.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import linen as nn
+from flax import traverse_util
+from ml_collections import config_flags
+
+from ascjax import features, models
+
+# regex over 'collection/module/.../name' -> bytes per value; first match wins.
+DTYPE_MAPS = {
+    'float32': ((r'.*', 4),),
+    'float16': ((r'.*', 2),),
+    # int8 convolution kernels; biases, BN/SSN affine and statistics kept in float32.
+    'int8': ((r'^params/.*/kernel$', 1), (r'.*', 4)),
+}
+STAT_COLLECTIONS = ('batch_stats', 'norm_stats')
+
+
+def model_from_config(config) -> nn.Module:
+    kwargs = dict(config.model)
+    return models.create_model(kwargs.pop('name'), **kwargs)
+
+
+def input_shape(config, batch: int = 1) -> tuple[int, int, int, int]:
+    fe = features.FrontEnd(**config.data.front_end)
+    samples = int(round(config.data.clip_seconds * fe.sample_rate))
+    return (batch, fe.n_mels, fe.num_frames(samples), 1)
+
+
+def _flat(tree) -> dict[str, np.ndarray]:
+    return {'/'.join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
+
+
+def layer_macs(model: nn.Module, shape: tuple[int, ...]) -> list[dict]:
+    """Per-layer MACs of one forward pass, from shapes only (traced with jax.eval_shape)."""
+    layers = []
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        module = context.module
+        if context.method_name != '__call__':
+            return out
+        params = module.variables.get('params', {})
+        if 'kernel' in params and isinstance(module, (nn.Conv, models.ShiftDepthwiseConv,
+                                                      models.MatmulConv)):
+            spatial = math.prod(out.shape[1:-1])
+            layers.append({'layer': '/'.join(module.path), 'kind': 'conv',
+                           'kernel': list(params['kernel'].shape), 'output': list(out.shape),
+                           'macs': int(math.prod(params['kernel'].shape) * spatial)})
+        elif isinstance(module, nn.BatchNorm):
+            size = int(np.prod(params['scale'].shape))
+            layers.append({'layer': '/'.join(module.path), 'kind': 'bn',
+                           'output': list(out.shape), 'macs': 2 * size})
+        return out
+
+    def init(x):
+        with nn.intercept_methods(record):
+            return model.init(jax.random.PRNGKey(0), x, train=False)
+
+    jax.eval_shape(init, jax.ShapeDtypeStruct(shape, jnp.float32))
+    return layers
+
+
+def size_bytes(flat: dict[str, np.ndarray], dtype_map: str, nonzero: bool) -> int:
+    total = 0
+    for path, value in flat.items():
+        width = next(b for pattern, b in DTYPE_MAPS[dtype_map] if re.match(pattern, path))
+        count = int(np.count_nonzero(value)) if nonzero else int(np.prod(value.shape))
+        total += count * width
+    return total
+
+
+def report(config, variables=None, dtype_map: str = 'float32') -> dict:
+    """The complexity report of `config`'s model; `variables` (trained or pruned) if given."""
+    model = model_from_config(config)
+    shape = input_shape(config)
+    if variables is None:
+        abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape)))
+        flat = _flat(jax.tree.map(lambda s: np.ones(s.shape, s.dtype), dict(abstract)))
+    else:
+        flat = _flat(jax.tree.map(np.asarray, dict(variables)))
+    params = {k: v for k, v in flat.items() if k.startswith('params/')}
+    stats = {k: v for k, v in flat.items() if k.split('/')[0] in STAT_COLLECTIONS}
+    layers = layer_macs(model, shape)
+    macs = sum(layer['macs'] for layer in layers)
+    return {
+        'row': config.get('row'),
+        'model': dict(config.model),
+        'input_shape': list(shape[1:]),
+        'params': sum(int(np.prod(v.shape)) for v in params.values()),
+        'nonzero_params': sum(int(np.count_nonzero(v)) for v in params.values()),
+        'bn_statistics': sum(int(np.prod(v.shape)) for v in stats.values()),
+        'dtype_map': dtype_map,
+        'size_bytes': size_bytes({**params, **stats}, dtype_map, nonzero=True),
+        'size_bytes_by_dtype_map': {m: size_bytes({**params, **stats}, m, nonzero=True)
+                                    for m in DTYPE_MAPS},
+        'macs_per_clip': macs,
+        'macs_per_second': macs / config.data.clip_seconds,
+        'conv_macs_per_clip': sum(l['macs'] for l in layers if l['kind'] == 'conv'),
+        'layers': layers,
+    }
+
+
+def format_report(r: dict) -> str:
+    lines = [
+        f'{r["row"] or r["model"]["name"]}: input {r["input_shape"]}',
+        f'  parameters            {r["params"]:>14,}',
+        f'  non-zero parameters   {r["nonzero_params"]:>14,}',
+        f'  BN/SSN statistics     {r["bn_statistics"]:>14,}',
+    ]
+    for m, b in r['size_bytes_by_dtype_map'].items():
+        lines.append(f'  size ({m:>7})        {b:>14,} B = {b / 1024:.1f} KB')
+    lines += [f'  MACs per clip         {r["macs_per_clip"]:>14,}',
+              f'  MACs per second       {r["macs_per_second"]:>14,.0f}']
+    return '\n'.join(lines)
+
+
+def main(argv):
+    del argv
+    r = report(_CONFIG.value, dtype_map=_DTYPE_MAP.value)
+    if _JSON.value:
+        print(json.dumps(r, default=str))
+    else:
+        print(format_report(r))
+
+
+if __name__ == '__main__':
+    _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:row].',
+                                              lock_config=True)
+    _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
+    _DTYPE_MAP = flags.DEFINE_enum('dtype_map', 'float32', list(DTYPE_MAPS),
+                                   'Bytes per value for size_bytes.')
+    flags.mark_flag_as_required('config')
+    app.run(main)
