@@ -23,6 +23,8 @@ flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table 
 flags.DEFINE_list('only', ['pipeline', 'models'], 'Sections to run.')
 flags.DEFINE_integer('repeats', 5, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
+flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
+                  '(minutes per step on CPU).')
 FLAGS = flags.FLAGS
 
 
@@ -85,7 +87,101 @@ def bench_pipeline(repeats: int) -> list[dict]:
     return records
 
 
-SECTIONS = {'pipeline': bench_pipeline}
+def _train_step_fn(model, batch_size: int, shape: tuple[int, ...]):
+    """A jitted SGD step of `model` (cross-entropy, BN statistics updated, dropout on)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    x = jax.random.normal(jax.random.PRNGKey(1), (batch_size, *shape), jnp.float32)
+    y = jnp.arange(batch_size) % model.num_classes
+    variables = jax.jit(lambda: model.init(jax.random.PRNGKey(0), x[:1]))()
+    tx = optax.sgd(0.01, momentum=0.9)
+    state = (variables['params'], variables['batch_stats'], tx.init(variables['params']))
+
+    def step(state, x, y):
+        params, stats, opt = state
+
+        def loss_fn(p):
+            logits, updates = model.apply({'params': p, 'batch_stats': stats}, x, train=True,
+                                          mutable=['batch_stats'],
+                                          rngs={'dropout': jax.random.PRNGKey(2)})
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        delta, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, delta), updates['batch_stats'], opt), loss
+    return jax.jit(step, donate_argnums=(0,)), state, x, y
+
+
+def bench_models(repeats: int) -> list[dict]:
+    """Train step (B=32) and inference (B=1) of Mod-1 / Mod-8, and single layers, per conv_impl."""
+    import jax
+    import jax.numpy as jnp
+    from ascjax import models
+    shape = (256, 431, 1)
+    records = []
+    cases = [('bcresnet_mod', 1, 'shift'), ('bcresnet_mod', 1, 'xla'), ('bcresnet_mod', 8, 'shift')]
+    if FLAGS.slow:
+        cases.append(('bcresnet_mod', 8, 'xla'))
+    for name, tau, impl in cases:
+        model = models.create_model(name, tau=tau, norm='resnorm', norm_positions=models.POSITIONS,
+                                    conv_impl=impl)
+        label = f'Mod-{tau}+ResNorm conv_impl={impl}'
+        step, state, x, y = _train_step_fn(model, 32, shape)
+        holder = {'state': state}
+
+        def run():
+            holder['state'], loss = step(holder['state'], x, y)
+            loss.block_until_ready()
+        start = time.perf_counter()
+        run()
+        compile_s = time.perf_counter() - start
+        stats = timed(run, repeats, warmup=1)
+        records.append({'name': f'train step: {label}', 'batch_size': 32, 'dtype': 'float32',
+                        'input_shape': list(shape), 'first_call_s': compile_s, **stats,
+                        'clips_per_s': 32 / stats['median_s'],
+                        'steps_per_s': 1 / stats['median_s']})
+        params, batch_stats, _ = holder['state']
+        forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+        x1 = x[:1]
+        variables = {'params': params, 'batch_stats': batch_stats}
+        stats = timed(lambda: forward(variables, x1).block_until_ready(), max(repeats, 20), 2)
+        records.append({'name': f'inference: {label}', 'batch_size': 1, 'dtype': 'float32',
+                        'input_shape': list(shape), **stats, 'clips_per_s': 1 / stats['median_s']})
+    records += bench_layers(repeats)
+    return records
+
+
+def bench_layers(repeats: int) -> list[dict]:
+    """Forward+backward of single depthwise / 1x1 layers at Mod-8 stage-1 shapes, per impl."""
+    import jax
+    import jax.numpy as jnp
+    from flax import linen as nn
+    from ascjax.models import layers as L
+    x = jax.random.normal(jax.random.PRNGKey(0), (32, 128, 216, 80))
+    cases = {
+        'frequency depthwise 3x1': lambda impl: L.depthwise_conv(
+            80, (3, 1), padding=((1, 1), (0, 0)), conv_impl=impl),
+        'temporal depthwise 1x3 (dilation 2)': lambda impl: L.depthwise_conv(
+            80, (1, 3), padding=((0, 0), (2, 2)), dilation=(1, 2), conv_impl=impl),
+        'pointwise 1x1': lambda impl: L.pointwise_conv(80, conv_impl=impl),
+    }
+    records = []
+    for name, make in cases.items():
+        for impl in ('shift', 'xla'):
+            class Layer(nn.Module):
+                @nn.compact
+                def __call__(self, x):
+                    return make(impl)(x)
+            layer = Layer()
+            params = layer.init(jax.random.PRNGKey(0), x[:1])
+            grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x) ** 2)))
+            stats = timed(lambda: jax.block_until_ready(grad(params, x)), repeats, warmup=1)
+            records.append({'name': f'layer fwd+bwd: {name} conv_impl={impl}', 'batch_size': 32,
+                            'dtype': 'float32', 'input_shape': list(x.shape[1:]), **stats})
+    return records
+
+
+SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models}
 
 
 def markdown(env: dict, records: list[dict]) -> str:

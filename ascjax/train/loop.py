@@ -1,0 +1,192 @@
+"""train_and_evaluate(config, workdir): the one training loop of ascjax.
+
+Resume order (explicit, so a preempted run continues exactly): build the abstract state for the
+current mesh -> restore the latest checkpoint into it if one exists, else create a fresh state ->
+start the data stream at the restored step (the stream is a pure function of seed and step, so
+nothing is replayed or skipped) -> train to the last step -> save -> evaluate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from ascjax import evaluation, features, models
+from ascjax.data import datasets, pipeline
+from ascjax.train import checkpoint, mesh as mesh_lib, optim, state as state_lib, step as step_lib
+
+
+def model_from_config(config):
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(config.model).items()}
+    return models.create_model(kwargs.pop('name'), **kwargs)
+
+
+def front_end(config) -> features.FrontEnd:
+    return features.FrontEnd(**config.data.front_end)
+
+
+def input_shape(config) -> tuple[int, int, int]:
+    fe = front_end(config)
+    return (fe.n_mels, fe.num_frames(int(round(config.data.clip_seconds * fe.sample_rate))), 1)
+
+
+def open_data(config):
+    """The TFDS builder of config.data (built on first use) and the pipeline's front end.
+
+    With `data.features_on == 'device'` the builder stores waveforms and the step computes the
+    log-mels in JAX; otherwise the stored examples are the cached log-mels.
+    """
+    on_device = config.data.get('features_on', 'host') == 'device'
+    builder = datasets.prepare(
+        config.data.dataset, data_dir=config.data.data_dir, manual_dir=config.data.manual_dir,
+        preset=config.data.preset, seed=config.data.seed, front_end=front_end(config),
+        store='audio' if on_device else 'logmel', clip_seconds=config.data.clip_seconds)
+    return builder
+
+
+def _source(builder, split):
+    return pipeline.TfdsSource.from_builder(builder, split)
+
+
+def global_freq_stats(source, batch_size: int):
+    """Per-mel-bin mean/std of the training split (Global FreqNorm), over every example once."""
+    def spectra():
+        for batch in pipeline.eval_batches(source, global_batch_size=batch_size).as_numpy_iterator():
+            yield batch['spectrogram'][batch['mask'] > 0]
+    return models.global_freq_stats(spectra())
+
+
+def predict(state, eval_step, source, config, mesh) -> dict[str, np.ndarray]:
+    """Logits [K, N, classes] for every example of `source` (in order) and their metadata."""
+    batches = pipeline.eval_batches(source, global_batch_size=config.eval.batch_size,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+    out = {'logits': [], 'label': [], 'device': [], 'index': [], 'mask': []}
+    for local in batches.as_numpy_iterator():
+        batch = mesh_lib.global_batch(local, mesh)
+        logits = eval_step(state, {k: v for k, v in batch.items()
+                                   if k in ('spectrogram', 'audio')})
+        out['logits'].append(multihost_utils.process_allgather(logits, tiled=True))
+        for key in ('label', 'device', 'index', 'mask'):
+            out[key].append(multihost_utils.process_allgather(batch[key], tiled=True))
+    logits = np.concatenate(out['logits'], axis=1)
+    meta = {k: np.concatenate(out[k]) for k in ('label', 'device', 'index', 'mask')}
+    keep = meta['mask'] > 0
+    return {'logits': logits[:, keep], **{k: v[keep] for k, v in meta.items() if k != 'mask'}}
+
+
+def evaluate(state, eval_step, source, config, mesh) -> dict:
+    p = predict(state, eval_step, source, config, mesh)
+    if len(p['index']) != len(source) or sorted(p['index'].tolist()) != list(range(len(source))):
+        raise RuntimeError('evaluation did not visit every test example exactly once')
+    return evaluation.results(p['logits'], p['label'], p['device'])
+
+
+class Progress:
+    """Logs the *previous* step's metrics, so the host never waits for the step it just issued."""
+
+    def __init__(self, total_steps: int, start_step: int, every: int, writer):
+        self.total, self.every, self.writer = total_steps, every, writer
+        self.start_time, self.start_step = time.time(), start_step
+        self.pending = None
+
+    def __call__(self, step: int, metrics) -> None:
+        previous, self.pending = self.pending, (step, metrics)
+        if previous is not None and previous[0] % self.every == 0:
+            self._log(*previous)
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            self._log(*self.pending)
+            self.pending = None
+
+    def _log(self, done: int, metrics) -> None:
+        values = jax.device_get(metrics)
+        rate = (done - self.start_step) / max(time.time() - self.start_time, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float('nan')
+        means = {k: float(np.mean(v)) for k, v in values.items()}
+        logging.info('step %d/%d  %s  %.2f steps/s  ETA %.0f s', done, self.total,
+                     '  '.join(f'{k} {v:.4g}' for k, v in sorted(means.items())), rate, eta)
+        if self.writer is not None:
+            import tensorflow as tf
+            with self.writer.as_default(step=done):
+                for k, v in means.items():
+                    tf.summary.scalar(f'train/{k}', v)
+                tf.summary.scalar('train/steps_per_s', rate)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains config's model (config.num_seeds seeds at once) and evaluates it on the test split.
+    Returns the results dict also written to workdir/results.json."""
+    mesh = mesh_lib.data_mesh()
+    mesh_lib.check_batch_size(config.train.batch_size)
+    if jax.process_index() == 0:
+        checkpoint.write_run_info(workdir, config)
+    builder = open_data(config)
+    train_source, test_source = _source(builder, 'train'), _source(builder, 'test')
+    steps_per_epoch = len(train_source) // config.train.batch_size
+    total_steps = optim.total_steps(config.train, steps_per_epoch)
+
+    model = model_from_config(config)
+    shape = input_shape(config)
+    probe = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, *shape), np.float32)))
+    tx = optim.optimizer(config.train, probe['params'], steps_per_epoch)
+    target = state_lib.abstract(model, tx, shape, config.seed, config.num_seeds, mesh)
+    shardings = jax.tree.map(lambda s: s.sharding, target)
+
+    mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
+    state = checkpoint.restore(mngr, target)
+    if state is None:
+        state = state_lib.create(model, tx, shape, config.seed, config.num_seeds, mesh)
+        if config.model.norm == 'global_freqnorm':
+            mean, std = global_freq_stats(train_source, config.eval.batch_size)
+            stats = {'norm_input': {'mean': mean, 'std': std}}
+            stats = jax.tree.map(lambda a: np.broadcast_to(a, (config.num_seeds, *a.shape)), stats)
+            state = state.replace(norm_stats=jax.device_put(stats, shardings.norm_stats))
+    else:
+        logging.info('resumed from step %d', int(state.step))
+    start = int(jax.device_get(state.step))
+
+    train_step = step_lib.make_train_step(model, tx, config, optim.schedule(
+        config.train, steps_per_epoch), shardings, mesh)
+    writer = None
+    if jax.process_index() == 0:
+        import tensorflow as tf
+        writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    progress = Progress(total_steps, start, config.train.log_every_steps, writer)
+    batches = pipeline.train_batches(
+        train_source, global_batch_size=config.train.batch_size, seed=config.seed,
+        start_step=start, num_steps=max(total_steps - start, 0),
+        process_index=jax.process_index(), process_count=jax.process_count())
+    logging.info('training %s for steps %d..%d (%d per epoch), %d seed(s), %d device(s)',
+                 config.get('row', config.model.name), start, total_steps, steps_per_epoch,
+                 config.num_seeds, jax.device_count())
+    step = start
+    for local in batches.as_numpy_iterator():
+        state, metrics = train_step(state, mesh_lib.global_batch(local, mesh))
+        step += 1
+        progress(step, metrics)
+        if step % config.train.checkpoint_every_steps == 0 and step != total_steps:
+            checkpoint.save(mngr, state)
+    progress.flush()
+    if mngr.latest_step() != int(jax.device_get(state.step)):
+        checkpoint.save(mngr, state)
+    mngr.wait_until_finished()
+
+    eval_step = step_lib.make_eval_step(model, config, shardings, mesh)
+    results = evaluate(state, eval_step, test_source, config, mesh)
+    if jax.process_index() == 0:
+        params = int(sum(np.prod(p.shape[1:]) for p in jax.tree.leaves(state.params)))
+        evaluation.write(results, workdir, config.get('row', config.model.name), params)
+        if writer is not None:
+            import tensorflow as tf
+            with writer.as_default(step=total_steps):
+                for device, acc in results['accuracy'].items():
+                    tf.summary.scalar(f'test/accuracy/{device}', acc)
+            writer.flush()
+    return results
