@@ -8,6 +8,7 @@ nothing is replayed or skipped) -> train to the last step -> save -> evaluate.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -43,7 +44,8 @@ def open_data(config):
     """
     on_device = config.data.get('features_on', 'host') == 'device'
     builder = datasets.prepare(
-        config.data.dataset, data_dir=config.data.data_dir, manual_dir=config.data.manual_dir,
+        config.data.dataset, data_dir=config.data.data_dir or None,
+        manual_dir=config.data.manual_dir or None,
         preset=config.data.preset, seed=config.data.seed, front_end=front_end(config),
         store='audio' if on_device else 'logmel', clip_seconds=config.data.clip_seconds)
     return builder
@@ -90,8 +92,9 @@ def evaluate(state, eval_step, source, config, mesh) -> dict:
 class Progress:
     """Logs the *previous* step's metrics, so the host never waits for the step it just issued."""
 
-    def __init__(self, total_steps: int, start_step: int, every: int, writer):
-        self.total, self.every, self.writer = total_steps, every, writer
+    def __init__(self, total_steps: int, start_step: int, every: int, writer,
+                 jsonl: str | None = None):
+        self.total, self.every, self.writer, self.jsonl = total_steps, every, writer, jsonl
         self.start_time, self.start_step = time.time(), start_step
         self.pending = None
 
@@ -112,12 +115,39 @@ class Progress:
         means = {k: float(np.mean(v)) for k, v in values.items()}
         logging.info('step %d/%d  %s  %.2f steps/s  ETA %.0f s', done, self.total,
                      '  '.join(f'{k} {v:.4g}' for k, v in sorted(means.items())), rate, eta)
+        if self.jsonl is not None:   # per-seed values, for sweeps and tests
+            with open(self.jsonl, 'a') as f:
+                f.write(json.dumps({'step': done, **{k: np.asarray(v).tolist()
+                                                     for k, v in values.items()}}) + '\n')
         if self.writer is not None:
             import tensorflow as tf
             with self.writer.as_default(step=done):
                 for k, v in means.items():
                     tf.summary.scalar(f'train/{k}', v)
                 tf.summary.scalar('train/steps_per_s', rate)
+
+
+def setup(config, steps_per_epoch: int, mesh):
+    """The model, its optimizer and the abstract train state (shapes + shardings on `mesh`)."""
+    model = model_from_config(config)
+    shape = input_shape(config)
+    probe = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                              np.zeros((1, *shape), np.float32)))
+    tx = optim.optimizer(config.train, probe['params'], steps_per_epoch)
+    return model, tx, state_lib.abstract(model, tx, shape, config.seed, config.num_seeds, mesh)
+
+
+def restore(workdir: str, step: int | None = None):
+    """(config, model, state, mesh) of a training workdir, on this process's devices."""
+    config = checkpoint.read_config(workdir)
+    mesh = mesh_lib.data_mesh()
+    model, _, target = setup(config, 1, mesh)   # the schedule does not change the state's shapes
+    mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
+    state = checkpoint.restore(mngr, target, step)
+    if state is None:
+        raise FileNotFoundError(f'{workdir}/checkpoints: no checkpoint'
+                                + ('' if step is None else f' at step {step}'))
+    return config, model, state, mesh
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -132,11 +162,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     steps_per_epoch = len(train_source) // config.train.batch_size
     total_steps = optim.total_steps(config.train, steps_per_epoch)
 
-    model = model_from_config(config)
+    model, tx, target = setup(config, steps_per_epoch, mesh)
     shape = input_shape(config)
-    probe = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, *shape), np.float32)))
-    tx = optim.optimizer(config.train, probe['params'], steps_per_epoch)
-    target = state_lib.abstract(model, tx, shape, config.seed, config.num_seeds, mesh)
     shardings = jax.tree.map(lambda s: s.sharding, target)
 
     mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
@@ -158,7 +185,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if jax.process_index() == 0:
         import tensorflow as tf
         writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
-    progress = Progress(total_steps, start, config.train.log_every_steps, writer)
+    progress = Progress(total_steps, start, config.train.log_every_steps, writer,
+                        os.path.join(workdir, 'train_metrics.jsonl') if writer else None)
     batches = pipeline.train_batches(
         train_source, global_batch_size=config.train.batch_size, seed=config.seed,
         start_step=start, num_steps=max(total_steps - start, 0),

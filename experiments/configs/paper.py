@@ -58,8 +58,9 @@ def data_config() -> ml_collections.ConfigDict:
         'dataset': 'synthetic',        # or 'tau2020mobile' with manual_dir
         'preset': 'demo',              # synthetic preset: demo | full
         'seed': 0,                     # synthetic generator seed
-        'manual_dir': None,            # unpacked TAU 2020 Mobile development set
-        'data_dir': None,              # cache; default $ASCJAX_DATA or ~/.cache/ascjax
+        'manual_dir': '',              # unpacked TAU 2020 Mobile development set
+        'data_dir': '',                # cache; default $ASCJAX_DATA or ~/.cache/ascjax
+        'features_on': 'host',         # 'host': cached log-mels; 'device': waveforms, JAX log-mel
         'clip_seconds': 10.0,
         'front_end': {                 # [U] REFERENCE §2.3: 256 x 431 per 10-s clip
             'sample_rate': 44_100, 'n_fft': 2048, 'win_length': 2048, 'hop_length': 1024,
@@ -73,7 +74,7 @@ def train_config() -> ml_collections.ConfigDict:
     value below is unverified for ASC [U] unless marked."""
     return ml_collections.ConfigDict({
         'num_epochs': 200,             # [V, KWS] official BC-ResNet
-        'num_steps': None,             # overrides num_epochs when set
+        'num_steps': 0,                # overrides num_epochs when > 0
         'batch_size': 100,             # [V, KWS] global batch, split over all devices
         'learning_rate': 0.1,          # [V, KWS] peak, after linear warm-up
         'warmup_epochs': 5.0,          # [V, KWS] then per-step cosine to 0

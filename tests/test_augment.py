@@ -1,0 +1,99 @@
+"""On-device augmentations and keys: every random draw of a train step gets a fresh key."""
+
+import collections
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ascjax import models
+from ascjax.train import augment, state as state_lib, step as step_lib
+from tests import tiny_config
+
+RANDOM_FUNCTIONS = ('uniform', 'randint', 'beta', 'permutation', 'bernoulli', 'normal')
+
+
+def test_no_key_is_used_for_two_draws(monkeypatch):
+    """Records the key of every jax.random draw of 3 steps x 2 seeds of a real train step."""
+    used = collections.Counter()
+    calls = collections.Counter()
+    for name in RANDOM_FUNCTIONS:
+        original = getattr(jax.random, name)
+
+        def recording(key, *args, _original=original, _name=name, **kwargs):
+            # Under jit the key is a tracer: record its value when the step runs.
+            jax.debug.callback(lambda k: used.update([np.asarray(k).tobytes()]),
+                               jax.random.key_data(key))
+            calls[_name] += 1
+            return _original(key, *args, **kwargs)
+        monkeypatch.setattr(jax.random, name, recording)
+
+    config = tiny_config.get_config('mod1_resnorm')
+    model = models.create_model('bcresnet_mod', tau=1, norm='resnorm',
+                                norm_positions=models.POSITIONS, conv_impl='shift')
+    tx = optax.sgd(0.1)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 32, 16, 1)), jnp.float32)
+    labels = jnp.arange(4) % 10
+    variables = model.init(jax.random.PRNGKey(0), x[:1])
+    used.clear()
+    params, stats, opt = variables['params'], variables['batch_stats'], tx.init(
+        variables['params'])
+    train_one = jax.jit(lambda *a: step_lib._train_one(model, tx, config.train, 10, *a))
+    for seed_key in state_lib.seed_keys(0, 2):
+        for step in range(3):
+            params, stats, opt, _ = train_one(params, stats, opt, {}, seed_key, step, x, labels)
+    jax.effects_barrier()
+    assert sum(used.values()) >= 2 * 3 * 5
+    assert {'randint', 'uniform', 'beta', 'permutation', 'bernoulli'} <= set(calls)
+    reused = [k for k, n in used.items() if n > 1]
+    assert not reused, f'{len(reused)} keys used more than once'
+
+
+def test_step_keys_are_distinct_across_steps_and_uses():
+    keys = [augment.step_keys(jax.random.PRNGKey(0), s) for s in range(50)]
+    flat = [np.asarray(k).tobytes() for ks in keys for k in ks.values()]
+    assert len(set(flat)) == len(flat)
+
+
+def test_band_masks_zero_bands_of_bounded_width():
+    x = jnp.ones((64, 32, 40, 1))
+    y = np.asarray(augment.band_masks(jax.random.PRNGKey(1), x, 1, num_masks=1, max_width=5))
+    masked_rows = (y[..., 0] == 0).all(axis=2).sum(axis=1)      # masked frequency bins per clip
+    assert masked_rows.max() <= 5 and masked_rows.min() >= 0 and masked_rows.mean() > 1
+    assert np.all((y == 0) | (y == 1))
+    t = np.asarray(augment.band_masks(jax.random.PRNGKey(2), x, 2, num_masks=2, max_width=3))
+    assert ((t[..., 0] == 0).all(axis=1).sum(axis=1) <= 6).all()
+
+
+def test_mixup_mixes_inputs_and_targets_alike():
+    x = jnp.arange(8.0).reshape(8, 1, 1, 1)
+    y = jax.nn.one_hot(jnp.arange(8), 8)
+    mx, my = augment.mixup(jax.random.PRNGKey(0), 0.3, x, y)
+    np.testing.assert_allclose(np.asarray(my).sum(1), 1.0, rtol=1e-6)
+    assert np.all(np.asarray(my).max(1) >= 0.5 - 1e-6)            # lam >= 0.5
+    np.testing.assert_allclose(np.asarray(mx)[:, 0, 0, 0], np.asarray(my) @ np.arange(8.0),
+                               rtol=1e-5)
+    same = augment.mixup(jax.random.PRNGKey(0), 0.0, x, y)
+    assert same[0] is x and same[1] is y
+
+
+def test_time_roll_is_a_roll():
+    x = jnp.arange(2 * 10, dtype=jnp.float32).reshape(2, 1, 10, 1)
+    y = np.asarray(augment.time_roll(jax.random.PRNGKey(3), x, 4))
+    for i in range(2):
+        assert any(np.array_equal(y[i], np.roll(np.asarray(x[i]), s, axis=1))
+                   for s in range(-4, 5))
+
+
+def test_seed_k_is_the_same_model_alone_or_among_k():
+    from ascjax.train import mesh as mesh_lib
+    model = models.create_model('bcresnet_mod', tau=1)
+    tx = optax.sgd(0.1)
+    mesh = mesh_lib.data_mesh()
+    one = state_lib.create(model, tx, (32, 20, 1), seed=3, num_seeds=1, mesh=mesh)
+    two = state_lib.create(model, tx, (32, 20, 1), seed=3, num_seeds=2, mesh=mesh)
+    a, b = jax.tree.leaves(one.params), jax.tree.leaves(two.params)
+    assert all(np.array_equal(p[0], q[0]) for p, q in zip(a, b))
+    assert any(not np.array_equal(q[0], q[1]) for q in b)

@@ -1,0 +1,148 @@
+"""The training loop end to end on the tiny fixture: results, sharding, multi-host, preemption, keys.
+
+Runs that need their own JAX start-up (fake devices, several processes, SIGKILL) are subprocesses
+of `python -m ascjax.train --config=tests/tiny_config.py:...`; they share one prebuilt dataset.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from ascjax.data import datasets
+from tests import tiny_config
+from tests.conftest import SMALL_FRONT_END
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tau_dir, tmp_path_factory):
+    """The fixture dataset built once where every training run of this module will find it."""
+    path = str(tmp_path_factory.mktemp('train_data'))
+    datasets.prepare('synthetic', data_dir=path, manual_dir=tau_dir, front_end=SMALL_FRONT_END,
+                     clip_seconds=1.0)
+    return path
+
+
+def _command(workdir, tau_dir, data_dir, *extra, row='mod1_resnorm'):
+    return [sys.executable, '-m', 'ascjax.train', f'--config=tests/tiny_config.py:{row}',
+            f'--workdir={workdir}', f'--config.data.manual_dir={tau_dir}',
+            f'--config.data.data_dir={data_dir}', *extra]
+
+
+def _env(devices=1):
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+    return env
+
+
+def _train(workdir, tau_dir, data_dir, *extra, devices=1, timeout=400):
+    proc = subprocess.run(_command(workdir, tau_dir, data_dir, *extra), cwd=REPO,
+                          env=_env(devices), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _final_params(workdir):
+    from ascjax.train import loop
+    _, _, state, _ = loop.restore(str(workdir))
+    return jax.tree.map(np.asarray, state.params), int(state.step)
+
+
+def _losses(workdir):
+    with open(os.path.join(workdir, 'train_metrics.jsonl')) as f:
+        return {r['step']: r['loss'] for r in map(json.loads, f)}
+
+
+def _assert_trees_close(a, b, atol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
+
+
+@pytest.fixture(scope='module')
+def reference(tau_dir, data_dir, tmp_path_factory):
+    """One uninterrupted single-device run that the other runs are compared against."""
+    workdir = tmp_path_factory.mktemp('reference')
+    _train(workdir, tau_dir, data_dir)
+    return workdir
+
+
+def test_train_writes_results_tables_plots_and_checkpoints(reference):
+    r = json.load(open(os.path.join(reference, 'results.json')))
+    assert set(r) >= {'accuracy', 'log_loss', 'num_examples', 'class_accuracy', 'confusion',
+                      'seeds', 'std'}
+    assert r['num_examples'] == {'A': 2, 'B': 1, 'C': 1, 'S4': 1, 'S5': 1, 'S6': 1, 'overall': 7}
+    assert r['seeds'] == 1
+    md = open(os.path.join(reference, 'results.md')).read()
+    assert '| Method | #Param | A | B | C | S4 | S5 | S6 | Overall | Std. Dev |' in md
+    for f in ('plots/device_accuracy.png', 'plots/confusion.png', 'config.json',
+              'git_revision.txt', 'checkpoints/6'):
+        assert os.path.exists(os.path.join(reference, f)), f
+    assert sorted(_losses(reference)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_two_fake_devices_equal_one(reference, tau_dir, data_dir, tmp_path):
+    _train(tmp_path, tau_dir, data_dir, devices=2)
+    (a, step_a), (b, step_b) = _final_params(reference), _final_params(tmp_path)
+    assert step_a == step_b == 6
+    _assert_trees_close(a, b, 1e-5)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(reference, tau_dir, data_dir, tmp_path):
+    """Two hosts (processes) with one CPU device each train the same global batches."""
+    port = _free_port()
+    procs = [subprocess.Popen(
+        _command(tmp_path, tau_dir, data_dir, f'--coordinator=127.0.0.1:{port}',
+                 '--num_processes=2', f'--process_id={i}'),
+        cwd=REPO, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    ref, multi = _losses(reference), _losses(tmp_path)
+    assert sorted(multi) == sorted(ref)
+    for step in ref:
+        np.testing.assert_allclose(multi[step], ref[step], atol=1e-5)
+
+
+def test_killed_run_resumes_exactly(reference, tau_dir, data_dir, tmp_path):
+    """SIGKILL after the step-2 checkpoint; the resumed run ends with bit-identical params."""
+    proc = subprocess.Popen(_command(tmp_path, tau_dir, data_dir, '--config.train.num_steps=6'),
+                            cwd=REPO, env=_env(1), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    finished = os.path.join(tmp_path, 'checkpoints', '2')   # renamed from a tmp dir when final
+    deadline = time.time() + 300
+    while not os.path.exists(finished) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_before = sorted(_losses(tmp_path))
+    assert steps_before and steps_before[-1] < 6, 'the run finished before it could be killed'
+    proc = _train(tmp_path, tau_dir, data_dir)
+    assert 'resumed from step' in proc.stderr
+    (a, _), (b, step) = _final_params(reference), _final_params(tmp_path)
+    assert step == 6
+    _assert_trees_close(a, b, 0.0)
+    # The data order continued where the checkpoint was: the resumed steps' losses are the
+    # reference run's, step for step.
+    ref, resumed = _losses(reference), _losses(tmp_path)
+    for s in range(3, 7):
+        assert resumed[s] == ref[s]
