@@ -28,7 +28,10 @@ def clip_samples(seed: int, seconds: float = CLIP_SECONDS, rate: int = SAMPLE_RA
     t = np.arange(int(seconds * rate)) / rate
     chirp = 0.3 * np.sin(2 * np.pi * (200 + 800 * t) * t + rng.uniform(0, 6))
     noise = 0.1 * rng.standard_normal(t.shape) * (np.sin(2 * np.pi * 3 * t) > 0)
-    return np.clip(chirp + noise, -0.9, 0.9).astype(np.float32)
+    # A noise floor everywhere: exactly silent bins would give ties in max-pooling, whose gradient
+    # then depends on float round-off (and runs on 1 vs 2 devices would drift apart).
+    floor = 0.003 * rng.standard_normal(t.shape)
+    return np.clip(chirp + noise + floor, -0.9, 0.9).astype(np.float32)
 
 
 def write_tau(root: str, rate: int = SAMPLE_RATE, seconds: float = CLIP_SECONDS) -> list[layout.Clip]:

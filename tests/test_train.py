@@ -89,11 +89,30 @@ def test_train_writes_results_tables_plots_and_checkpoints(reference):
     assert sorted(_losses(reference)) == [1, 2, 3, 4, 5, 6]
 
 
-def test_two_fake_devices_equal_one(reference, tau_dir, data_dir, tmp_path):
-    _train(tmp_path, tau_dir, data_dir, devices=2)
-    (a, step_a), (b, step_b) = _final_params(reference), _final_params(tmp_path)
-    assert step_a == step_b == 6
-    _assert_trees_close(a, b, 1e-5)
+@pytest.fixture(scope='module')
+def two_devices(tau_dir, data_dir, tmp_path_factory):
+    """The same run with the batch sharded over 2 (fake CPU) devices of one process."""
+    workdir = tmp_path_factory.mktemp('two_devices')
+    _train(workdir, tau_dir, data_dir, devices=2)
+    return workdir
+
+
+def test_two_fake_devices_equal_one(reference, two_devices):
+    """Sharded over 2 devices = 1 device, within 1e-5, over the first epoch (2 steps).
+
+    Cross-device reductions sum in another order, so the runs agree to float32 round-off; on this
+    4-example batch the chaotic tiny-batch dynamics amplify that by ~100x per later step, so the
+    comparison stops at step 2 (the 2-process test below compares all 6 steps at equal device
+    count).
+    """
+    ref, sharded = _losses(reference), _losses(two_devices)
+    assert sorted(ref) == sorted(sharded) == [1, 2, 3, 4, 5, 6]
+    for step in (1, 2):
+        np.testing.assert_allclose(sharded[step], ref[step], atol=1e-5, rtol=0)
+    from ascjax.train import loop
+    a = loop.restore(str(reference), 2)[2].params
+    b = loop.restore(str(two_devices), 2)[2].params
+    _assert_trees_close(jax.tree.map(np.asarray, a), jax.tree.map(np.asarray, b), 1e-5)
 
 
 def _free_port():
@@ -102,8 +121,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(reference, tau_dir, data_dir, tmp_path):
-    """Two hosts (processes) with one CPU device each train the same global batches."""
+def test_two_processes_equal_one(two_devices, tau_dir, data_dir, tmp_path):
+    """Two hosts (processes) with one CPU device each train like one process with two devices."""
     port = _free_port()
     procs = [subprocess.Popen(
         _command(tmp_path, tau_dir, data_dir, f'--coordinator=127.0.0.1:{port}',
@@ -117,8 +136,8 @@ def test_two_processes_equal_one(reference, tau_dir, data_dir, tmp_path):
             p.kill()
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    ref, multi = _losses(reference), _losses(tmp_path)
-    assert sorted(multi) == sorted(ref)
+    ref, multi = _losses(two_devices), _losses(tmp_path)
+    assert sorted(multi) == sorted(ref) == [1, 2, 3, 4, 5, 6]
     for step in ref:
         np.testing.assert_allclose(multi[step], ref[step], atol=1e-5)
 
@@ -146,3 +165,30 @@ def test_killed_run_resumes_exactly(reference, tau_dir, data_dir, tmp_path):
     ref, resumed = _losses(reference), _losses(tmp_path)
     for s in range(3, 7):
         assert resumed[s] == ref[s]
+
+
+def test_evaluate_and_predict_entry_points(reference, tau_dir, tmp_path):
+    import shutil
+    import soundfile as sf
+    from tests import fixtures
+    workdir = tmp_path / 'run'
+    shutil.copytree(reference, workdir)
+    os.remove(workdir / 'results.json')
+    proc = subprocess.run([sys.executable, '-m', 'ascjax.evaluate', f'--workdir={workdir}'],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.load(open(workdir / 'results.json'))
+    assert again['accuracy'] == json.load(open(os.path.join(reference, 'results.json')))['accuracy']
+    stereo = str(tmp_path / 'stereo_22k.wav')
+    y = fixtures.clip_samples(0, seconds=2.0, rate=22_050)
+    sf.write(stereo, np.stack([y, y], 1), 22_050)
+    proc = subprocess.run([sys.executable, '-m', 'ascjax.predict', f'--workdir={workdir}', '--json',
+                           stereo, os.path.join(tau_dir, 'audio', 'bus-helsinki-1-0-a.wav')],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith('{')]
+    assert lines[0]['conversions'] == ['downmixed', 'resampled', 'cropped']
+    assert lines[1]['conversions'] == []
+    for line in lines:
+        assert len(line['top']) == 3
+        assert sum(t['probability'] for t in line['top']) <= 1.0 + 1e-6

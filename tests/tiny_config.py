@@ -13,6 +13,7 @@ def get_config(arg: str = 'mod1_resnorm'):
     config.data.front_end.update(sample_rate=8000, n_fft=256, win_length=256, hop_length=128,
                                  n_mels=32)
     config.train.batch_size = 4
+    config.train.learning_rate = 0.01   # small: tests compare runs step by step
     config.eval.batch_size = 4
     config.train.num_steps = 6
     config.train.warmup_epochs = 1.0

@@ -51,7 +51,7 @@ def open_data(config):
     return builder
 
 
-def _source(builder, split):
+def source(builder, split: str) -> pipeline.TfdsSource:
     return pipeline.TfdsSource.from_builder(builder, split)
 
 
@@ -158,7 +158,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if jax.process_index() == 0:
         checkpoint.write_run_info(workdir, config)
     builder = open_data(config)
-    train_source, test_source = _source(builder, 'train'), _source(builder, 'test')
+    train_source, test_source = source(builder, 'train'), source(builder, 'test')
     steps_per_epoch = len(train_source) // config.train.batch_size
     total_steps = optim.total_steps(config.train, steps_per_epoch)
 
