@@ -115,12 +115,17 @@ class Tau2020Mobile(tfds.core.GeneratorBasedBuilder):
 def builder(data_dir: str, front_end: features.FrontEnd = features.FrontEnd(),
             store: str = 'logmel', clip_seconds: float = layout.CLIP_SECONDS) -> Tau2020Mobile:
     """A builder whose examples are stored as array_record, for random access by the pipeline."""
-    return Tau2020Mobile(config=config_for(front_end, store, clip_seconds), data_dir=data_dir,
-                         file_format='array_record')
+    config = config_for(front_end, store, clip_seconds)
+    # TFDS refuses a config object named like a registered one: pass those by name.
+    registered = {c.name: c for c in Tau2020Mobile.BUILDER_CONFIGS}
+    if registered.get(config.name) == config:
+        config = config.name
+    return Tau2020Mobile(config=config, data_dir=data_dir, file_format='array_record')
 
 
 def prepare(manual_dir: str, data_dir: str, **config) -> Tau2020Mobile:
     """Builds the dataset once (offline; a no-op when already built) and returns its builder."""
+    tfds.disable_progress_bar()   # the build logs its own summary
     b = builder(data_dir, **config)
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir, try_download_gcs=False))

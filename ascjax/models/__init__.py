@@ -1,0 +1,31 @@
+"""Models of ascjax: BC-ResNet (official KWS layout) and BC-ResNet-Mod (QTI DCASE2021 T1A).
+
+The training loop knows models only through ``create_model(name, **fields)``.
+"""
+
+from __future__ import annotations
+
+from flax import linen as nn
+
+from ascjax.models.bcresnet import BCResBlock, BCResNet, BCResNetMod, BCResStage
+from ascjax.models.layers import (CONV_IMPLS, MatmulConv, ShiftDepthwiseConv, SubSpectralNorm,
+                                  batch_norm, depthwise_conv, pointwise_conv, resolve_conv_impl)
+from ascjax.models.norms import (NORMS, POSITIONS, RESNORM_POSITIONS, FeatureNorm,
+                                 global_freq_stats, with_global_freq_stats)
+
+MODELS = {'bcresnet': BCResNet, 'bcresnet_mod': BCResNetMod}
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Builds the model registered as ``name`` with the given module fields (tau, norm, ...)."""
+    if name not in MODELS:
+        raise ValueError(f'unknown model {name!r}; choose from {sorted(MODELS)}')
+    return MODELS[name](**kwargs)
+
+
+__all__ = [
+    'BCResBlock', 'BCResNet', 'BCResNetMod', 'BCResStage', 'CONV_IMPLS', 'FeatureNorm', 'MODELS',
+    'MatmulConv', 'NORMS', 'POSITIONS', 'RESNORM_POSITIONS', 'ShiftDepthwiseConv',
+    'SubSpectralNorm', 'batch_norm', 'create_model', 'depthwise_conv', 'global_freq_stats',
+    'pointwise_conv', 'resolve_conv_impl', 'with_global_freq_stats',
+]

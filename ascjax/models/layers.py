@@ -1,0 +1,179 @@
+"""Building layers of BC-ResNet in Flax Linen, NHWC = [batch, frequency, time, channels].
+
+Two things here are not plain Flax:
+
+* BatchNorm and SubSpectralNorm are configured with PyTorch's semantics (torch momentum 0.1 is
+  Flax momentum 0.9, eps 1e-5), because the reference numbers come from PyTorch code.
+* Depthwise and 1x1 convolutions have two implementations behind ``conv_impl``:
+  ``'xla'`` is ``nn.Conv`` (a grouped ``lax.conv_general_dilated`` for depthwise), ``'shift'`` is a
+  sum of shifted, strided slices times per-channel taps (depthwise) and a matmul (1x1). XLA:CPU
+  runs grouped convolutions, and above all their backward pass, one to two orders of magnitude
+  slower than the equivalent multiply-adds (../shared/TOOLING.md, "JAX on CPU"). Both
+  implementations declare the same parameters (``kernel`` in Flax's (kh, kw, in/groups, out)
+  layout, optional ``bias``) with the same initialisers, so variables are interchangeable and a
+  model can be trained with one and evaluated with the other.
+"""
+
+from __future__ import annotations
+
+import functools
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+CONV_IMPLS = ('auto', 'xla', 'shift')
+
+# PyTorch BatchNorm2d defaults expressed in Flax terms: Flax keeps `momentum` of the old value,
+# PyTorch mixes in `momentum` of the new one.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def resolve_conv_impl(conv_impl: str) -> str:
+    """Maps ``'auto'`` to a concrete implementation for the current default backend.
+
+    CPU: 'shift' (measured, see module docstring). GPU/TPU: 'shift' as well for now; whether
+    cuDNN's grouped convolutions beat it there is still to be measured on the device machine.
+    """
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f'conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}')
+    if conv_impl != 'auto':
+        return conv_impl
+    return 'shift'  # for every backend until GPU timings say otherwise
+
+
+def batch_norm(dtype=jnp.float32, name: str | None = None, axis: int | tuple[int, ...] = -1):
+    """``nn.BatchNorm`` with PyTorch's momentum and eps; statistics and affine stay float32."""
+    return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype,
+                        param_dtype=jnp.float32, axis=axis, name=name)
+
+
+class SubSpectralNorm(nn.Module):
+    """SubSpectralNorm: BatchNorm with separate statistics and affine per frequency sub-band.
+
+    The frequency axis is cut into ``sub_bands`` contiguous bands (band s holds bins
+    [s*F/S, (s+1)*F/S)) and every (band, channel) pair is normalised on its own, because
+    low and high frequencies of a spectrogram have very different statistics. Parameters and
+    ``batch_stats`` have shape (S, C); the official PyTorch layout stores the same numbers flat
+    at index ``c*S + s``.
+    """
+    sub_bands: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        b, f, t, c = x.shape
+        if f % self.sub_bands:
+            raise ValueError(f'SubSpectralNorm: {f} frequency bins are not divisible into '
+                             f'{self.sub_bands} sub-bands')
+        bands = x.reshape(b, self.sub_bands, f // self.sub_bands, t, c)
+        bands = batch_norm(self.dtype, name='bn', axis=(1, 4))(bands, use_running_average=not train)
+        return bands.reshape(b, f, t, c)
+
+
+@functools.partial(jax.jit, static_argnames=('strides', 'padding', 'dilation'))
+def shifted_depthwise_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+                           padding: Padding, dilation: tuple[int, int]) -> jax.Array:
+    """A convolution whose every output channel reads one input channel, as shifted multiply-adds.
+
+    ``kernel`` is (kh, kw, 1, C_out) in Flax layout; ``x`` has C_out channels (depthwise) or one
+    channel that all outputs share. Each tap (i, j) contributes the strided window of the padded
+    input that starts at (i*dilation_h, j*dilation_w), times that tap's per-channel weight.
+    Jitted so that un-jitted (eager) callers compile one program per layer shape rather than one
+    per slice; inside an outer jit it is simply inlined.
+    """
+    kh, kw, one, _ = kernel.shape
+    assert one == 1, 'only one input channel per group'
+    x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    batch, height, width, channels = x.shape
+    out_h = (height - dilation[0] * (kh - 1) - 1) // strides[0] + 1
+    out_w = (width - dilation[1] * (kw - 1) - 1) // strides[1] + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            top, left = i * dilation[0], j * dilation[1]
+            window = lax.slice(
+                x, (0, top, left, 0),
+                (batch, top + (out_h - 1) * strides[0] + 1, left + (out_w - 1) * strides[1] + 1,
+                 channels),
+                (1, strides[0], strides[1], 1))
+            term = window * kernel[i, j, 0]
+            out = term if out is None else out + term
+    return out
+
+
+class ShiftDepthwiseConv(nn.Module):
+    """The 'shift' twin of ``nn.Conv(features, ..., feature_group_count=features, use_bias=False)``.
+
+    Same field names and the same ``kernel`` parameter (shape, initialiser) as ``nn.Conv``.
+    """
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: Padding = ((0, 0), (0, 0))
+    kernel_dilation: tuple[int, int] = (1, 1)
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param('kernel', self.kernel_init, (*self.kernel_size, 1, self.features),
+                            self.param_dtype)
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        padding = tuple(tuple(p) for p in self.padding)
+        return shifted_depthwise_conv(x, kernel, tuple(self.strides), padding,
+                                      tuple(self.kernel_dilation))
+
+
+class MatmulConv(nn.Module):
+    """The 'shift' twin of a 1x1 ``nn.Conv``: one matmul over the channel axis.
+
+    Same field names and the same ``kernel`` (1, 1, C_in, C_out) and ``bias`` parameters as
+    ``nn.Conv``.
+    """
+    features: int
+    use_bias: bool = False
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param('kernel', self.kernel_init, (1, 1, x.shape[-1], self.features),
+                            self.param_dtype)
+        bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = jnp.dot(x, kernel[0, 0])
+        return y if bias is None else y + bias
+
+
+def depthwise_conv(features: int, kernel_size: tuple[int, int], *, strides=(1, 1),
+                   padding: Padding = ((0, 0), (0, 0)), dilation=(1, 1), conv_impl: str = 'auto',
+                   dtype=jnp.float32, name: str | None = None) -> nn.Module:
+    """A bias-free depthwise convolution, as ``nn.Conv`` ('xla') or shifted multiply-adds ('shift').
+
+    Call it inside a compact method; the module it returns is a child named ``name`` either way,
+    so both implementations give the same variable tree.
+    """
+    if resolve_conv_impl(conv_impl) == 'xla':
+        return nn.Conv(features, kernel_size, strides=strides, padding=padding,
+                       kernel_dilation=dilation, feature_group_count=features, use_bias=False,
+                       dtype=dtype, param_dtype=jnp.float32, name=name)
+    return ShiftDepthwiseConv(features, tuple(kernel_size), strides=tuple(strides),
+                              padding=padding, kernel_dilation=tuple(dilation), dtype=dtype,
+                              param_dtype=jnp.float32, name=name)
+
+
+def pointwise_conv(features: int, *, use_bias: bool = False, conv_impl: str = 'auto',
+                   dtype=jnp.float32, name: str | None = None) -> nn.Module:
+    """A 1x1 convolution, as ``nn.Conv`` ('xla') or a matmul ('shift'); same variables."""
+    if resolve_conv_impl(conv_impl) == 'xla':
+        return nn.Conv(features, (1, 1), use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
+                       name=name)
+    return MatmulConv(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name)
