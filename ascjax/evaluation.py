@@ -118,8 +118,32 @@ def plot(r: dict, out_dir: str) -> list[str]:
 def write(r: dict, workdir: str, method: str, params: int | None = None) -> None:
     """results.json, results.md (accuracy and log-loss tables) and plots/ in workdir."""
     with open(os.path.join(workdir, 'results.json'), 'w') as f:
-        json.dump(r, f, indent=2)
+        json.dump({**r, 'method': method, 'params': params}, f, indent=2)
     with open(os.path.join(workdir, 'results.md'), 'w') as f:
         f.write('Accuracy (%)\n\n' + table({method: r}, {method: params}) + '\nLog loss\n\n'
                 + table({method: r}, {method: params}, 'log_loss'))
     plot(r, os.path.join(workdir, 'plots'))
+
+
+def load(workdir: str) -> tuple[str, dict, int | None]:
+    """(method name, results, parameter count) of a finished training workdir."""
+    with open(os.path.join(workdir, 'results.json')) as f:
+        r = json.load(f)
+    return r.get('method') or os.path.basename(os.path.normpath(workdir)), r, r.get('params')
+
+
+def compare(workdirs: list[str]) -> str:
+    """Accuracy and log-loss tables of several workdirs, side by side in the paper's layout."""
+    rows, params = {}, {}
+    for workdir in workdirs:
+        name, r, n = load(workdir)
+        rows[name], params[name] = r, n
+    return ('Accuracy (%)\n\n' + table(rows, params) + '\nLog loss\n\n'
+            + table(rows, params, 'log_loss'))
+
+
+if __name__ == '__main__':
+    import sys
+    if len(sys.argv) < 2:
+        sys.exit('usage: python -m ascjax.evaluation WORKDIR [WORKDIR ...]  (prints their tables)')
+    print(compare(sys.argv[1:]))

@@ -118,7 +118,7 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
     if 'demo' in options:              # `make demo`: a short schedule on the demo set
         config.data.preset = 'demo'
         config.train.batch_size = 32
-        config.train.num_epochs = 6
+        config.train.num_epochs = 12
         config.train.warmup_epochs = 1.0
         config.train.log_every_steps = 10
     return config
