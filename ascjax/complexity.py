@@ -38,17 +38,6 @@ DTYPE_MAPS = {
 STAT_COLLECTIONS = ('batch_stats', 'norm_stats')
 
 
-def model_from_config(config) -> nn.Module:
-    kwargs = dict(config.model)
-    return models.create_model(kwargs.pop('name'), **kwargs)
-
-
-def input_shape(config, batch: int = 1) -> tuple[int, int, int, int]:
-    fe = features.FrontEnd(**config.data.front_end)
-    samples = int(round(config.data.clip_seconds * fe.sample_rate))
-    return (batch, fe.n_mels, fe.num_frames(samples), 1)
-
-
 def _flat(tree) -> dict[str, np.ndarray]:
     return {'/'.join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
 
@@ -94,8 +83,8 @@ def size_bytes(flat: dict[str, np.ndarray], dtype_map: str, nonzero: bool) -> in
 
 def report(config, variables=None, dtype_map: str = 'float32') -> dict:
     """The complexity report of `config`'s model; `variables` (trained or pruned) if given."""
-    model = model_from_config(config)
-    shape = input_shape(config)
+    model = models.from_config(config.model)
+    shape = (1, *features.input_shape(config.data))
     if variables is None:
         abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape)))
         flat = _flat(jax.tree.map(lambda s: np.ones(s.shape, s.dtype), dict(abstract)))

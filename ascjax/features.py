@@ -40,6 +40,17 @@ class FrontEnd:
                 f'_hop{self.hop_length}_f{self.fmin:g}-{fmax:g}_off{self.log_offset:g}')
 
 
+def from_config(data_config) -> FrontEnd:
+    """The front end of an experiment config's ``data`` section."""
+    return FrontEnd(**data_config.front_end)
+
+
+def input_shape(data_config) -> tuple[int, int, int]:
+    """Model input [F, T, 1] for one clip of ``data_config.clip_seconds`` seconds."""
+    fe = from_config(data_config)
+    return (fe.n_mels, fe.num_frames(int(round(data_config.clip_seconds * fe.sample_rate))), 1)
+
+
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(fe: FrontEnd) -> np.ndarray:
     """[n_fft // 2 + 1, n_mels] float32: librosa's Slaney mel filters, transposed for x @ W."""

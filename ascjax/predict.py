@@ -26,7 +26,7 @@ def predict_files(paths, workdir, step=None):
     from ascjax.data import audio, layout
     from ascjax.train import loop
     config, model, state, _ = loop.restore(workdir, step)
-    fe = features.FrontEnd(**config.data.front_end)
+    fe = features.from_config(config.data)
     num_samples = int(round(config.data.clip_seconds * fe.sample_rate))
 
     @jax.jit

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from ascjax import complexity
+from ascjax import complexity, features, models
 from experiments.configs import paper
 
 
@@ -32,10 +32,10 @@ def test_macs_and_statistics_match_reference(row, conv_mmacs, bn_stats):
 
 def test_size_counts_only_nonzero_values_by_dtype():
     config = paper.get_config('mod1')
-    model = complexity.model_from_config(config)
+    model = models.from_config(config.model)
     import jax
     import jax.numpy as jnp
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros(complexity.input_shape(config)))
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *features.input_shape(config.data))))
     pruned = jax.tree.map(np.asarray, dict(variables))
     kernel = pruned['params']['stage4']['block1']['pointwise']['kernel']
     pruned['params']['stage4']['block1']['pointwise']['kernel'] = np.zeros_like(kernel)

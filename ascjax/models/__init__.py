@@ -23,9 +23,16 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+def from_config(model_config) -> nn.Module:
+    """``create_model`` from a config section ``{'name': ..., **fields}`` (lists become tuples,
+    as configs read back from JSON hold lists)."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
+    return create_model(fields.pop('name'), **fields)
+
+
 __all__ = [
     'BCResBlock', 'BCResNet', 'BCResNetMod', 'BCResStage', 'CONV_IMPLS', 'FeatureNorm', 'MODELS',
     'MatmulConv', 'NORMS', 'POSITIONS', 'RESNORM_POSITIONS', 'ShiftDepthwiseConv',
-    'SubSpectralNorm', 'batch_norm', 'create_model', 'depthwise_conv', 'global_freq_stats',
+    'SubSpectralNorm', 'batch_norm', 'create_model', 'from_config', 'depthwise_conv', 'global_freq_stats',
     'pointwise_conv', 'resolve_conv_impl', 'with_global_freq_stats',
 ]

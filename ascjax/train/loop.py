@@ -22,20 +22,6 @@ from ascjax.data import datasets, pipeline
 from ascjax.train import checkpoint, mesh as mesh_lib, optim, state as state_lib, step as step_lib
 
 
-def model_from_config(config):
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(config.model).items()}
-    return models.create_model(kwargs.pop('name'), **kwargs)
-
-
-def front_end(config) -> features.FrontEnd:
-    return features.FrontEnd(**config.data.front_end)
-
-
-def input_shape(config) -> tuple[int, int, int]:
-    fe = front_end(config)
-    return (fe.n_mels, fe.num_frames(int(round(config.data.clip_seconds * fe.sample_rate))), 1)
-
-
 def open_data(config):
     """The TFDS builder of config.data (built on first use) and the pipeline's front end.
 
@@ -46,7 +32,8 @@ def open_data(config):
     builder = datasets.prepare(
         config.data.dataset, data_dir=config.data.data_dir or None,
         manual_dir=config.data.manual_dir or None,
-        preset=config.data.preset, seed=config.data.seed, front_end=front_end(config),
+        preset=config.data.preset, seed=config.data.seed,
+        front_end=features.from_config(config.data),
         store='audio' if on_device else 'logmel', clip_seconds=config.data.clip_seconds)
     return builder
 
@@ -129,8 +116,8 @@ class Progress:
 
 def setup(config, steps_per_epoch: int, mesh):
     """The model, its optimizer and the abstract train state (shapes + shardings on `mesh`)."""
-    model = model_from_config(config)
-    shape = input_shape(config)
+    model = models.from_config(config.model)
+    shape = features.input_shape(config.data)
     probe = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
                                               np.zeros((1, *shape), np.float32)))
     tx = optim.optimizer(config.train, probe['params'], steps_per_epoch)
@@ -163,7 +150,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     total_steps = optim.total_steps(config.train, steps_per_epoch)
 
     model, tx, target = setup(config, steps_per_epoch, mesh)
-    shape = input_shape(config)
+    shape = features.input_shape(config.data)
     shardings = jax.tree.map(lambda s: s.sharding, target)
 
     mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)

@@ -47,7 +47,7 @@ def _train_one(model: nn.Module, tx, cfg, num_classes: int, params, batch_stats,
 
 def make_train_step(model: nn.Module, tx, config, schedule, state_shardings, mesh):
     """state, batch -> state, metrics (metrics [K] per seed, plus the learning rate)."""
-    front_end = features.FrontEnd(**config.data.front_end)
+    front_end = features.from_config(config.data)
     one = functools.partial(_train_one, model, tx, config.train, config.model.num_classes)
     per_seed = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None, None))
 
@@ -68,7 +68,7 @@ def make_train_step(model: nn.Module, tx, config, schedule, state_shardings, mes
 
 def make_eval_step(model: nn.Module, config, state_shardings, mesh):
     """state, batch -> logits [K, B, classes] (float32), still sharded along the batch."""
-    front_end = features.FrontEnd(**config.data.front_end)
+    front_end = features.from_config(config.data)
 
     def logits(state: TrainState, batch: dict):
         x = spectrogram(batch, front_end)
