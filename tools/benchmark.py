@@ -21,7 +21,7 @@ from absl import app, flags
 
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
 flags.DEFINE_list('only', ['pipeline', 'models'], 'Sections to run.')
-flags.DEFINE_integer('repeats', 5, 'Timed repetitions per measurement (after warm-up).')
+flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
 flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
                   '(minutes per step on CPU).')
