@@ -20,7 +20,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
-flags.DEFINE_list('only', ['pipeline', 'models'], 'Sections to run.')
+flags.DEFINE_list('only', ['pipeline', 'models', 'seeds'], 'Sections to run.')
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
 flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
@@ -181,7 +181,48 @@ def bench_layers(repeats: int) -> list[dict]:
     return records
 
 
-SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models}
+def bench_seeds(repeats: int) -> list[dict]:
+    """The real train step of Mod-1 + ResNorm with K = 1 and K = 8 seeds vmapped (B = 32 each)."""
+    import jax
+    import numpy as np
+    from experiments.configs import paper
+    from ascjax import features, models
+    from ascjax.train import mesh as mesh_lib, optim, state as state_lib, step as step_lib
+    records = []
+    for k in (1, 8):
+        config = paper.get_config('mod1_resnorm')
+        config.num_seeds, config.train.batch_size = k, 32
+        mesh = mesh_lib.data_mesh()
+        model = models.from_config(config.model)
+        shape = features.input_shape(config.data)
+        params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                                   np.zeros((1, *shape), np.float32)))['params']
+        tx = optim.optimizer(config.train, params, 100)
+        state = state_lib.create(model, tx, shape, config.seed, k, mesh)
+        shardings = jax.tree.map(lambda a: a.sharding, state)
+        step = step_lib.make_train_step(model, tx, config, optim.schedule(config.train, 100),
+                                        shardings, mesh)
+        rng = np.random.default_rng(0)
+        batch = mesh_lib.global_batch({
+            'spectrogram': rng.standard_normal((32, *shape)).astype(np.float32),
+            'label': (np.arange(32) % 10).astype(np.int32)}, mesh)
+        holder = {'state': state}
+
+        def run():
+            holder['state'], metrics = step(holder['state'], batch)
+            jax.block_until_ready(metrics)
+        start = time.perf_counter()
+        run()
+        first = time.perf_counter() - start
+        stats = timed(run, repeats, warmup=1)
+        records.append({'name': f'seed-parallel train step: Mod-1+ResNorm, K={k} seeds',
+                        'batch_size': 32, 'dtype': 'float32', 'input_shape': list(shape),
+                        'seeds': k, 'first_call_s': first, **stats,
+                        'clips_per_s': k * 32 / stats['median_s']})
+    return records
+
+
+SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_seeds}
 
 
 def markdown(env: dict, records: list[dict]) -> str:

@@ -5,6 +5,7 @@ The training loop knows models only through ``create_model(name, **fields)``.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 from flax import linen as nn
 
 from ascjax.models.bcresnet import BCResBlock, BCResNet, BCResNetMod, BCResStage
@@ -27,6 +28,8 @@ def from_config(model_config) -> nn.Module:
     """``create_model`` from a config section ``{'name': ..., **fields}`` (lists become tuples,
     as configs read back from JSON hold lists)."""
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
+    if isinstance(fields.get('dtype'), str):     # 'float32' | 'bfloat16': the compute dtype
+        fields['dtype'] = jnp.dtype(fields['dtype'])
     return create_model(fields.pop('name'), **fields)
 
 

@@ -45,6 +45,9 @@ def model_config(row: str) -> ml_collections.ConfigDict:
         'norm_lambda': 0.1 if norm == 'resnorm' else None,   # [U] REFERENCE §3.1
         'dropout': 0.1,                                     # [U] official BC-ResNet value
         'conv_impl': 'auto',
+        # 'bfloat16' computes convolutions in bf16; parameters, BN/SSN and normalisation
+        # statistics, logits and the loss stay float32.
+        'dtype': 'float32',
     })
     if name == 'bcresnet_mod':
         model.head_stride = (2, 2)      # [U] REFERENCE §2.2
