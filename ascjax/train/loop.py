@@ -23,7 +23,7 @@ from ascjax.train import checkpoint, mesh as mesh_lib, optim, state as state_lib
 
 
 def open_data(config):
-    """The TFDS builder of config.data (built on first use) and the pipeline's front end.
+    """The TFDS builder of config.data, built on first use.
 
     With `data.features_on == 'device'` the builder stores waveforms and the step computes the
     log-mels in JAX; otherwise the stored examples are the cached log-mels.
@@ -44,6 +44,9 @@ def source(builder, split: str) -> pipeline.TfdsSource:
 
 def global_freq_stats(source, batch_size: int):
     """Per-mel-bin mean/std of the training split (Global FreqNorm), over every example once."""
+    if source.signal != 'spectrogram':
+        raise ValueError('global_freqnorm needs cached log-mels: use --config.data.features_on=host')
+
     def spectra():
         for batch in pipeline.eval_batches(source, global_batch_size=batch_size).as_numpy_iterator():
             yield batch['spectrogram'][batch['mask'] > 0]
