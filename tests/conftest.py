@@ -29,3 +29,14 @@ def tau_builder(tau_dir, tmp_path_factory):
     tfds.disable_progress_bar()
     return tau.prepare(tau_dir, str(tmp_path_factory.mktemp('tfds')),
                        front_end=SMALL_FRONT_END, clip_seconds=fixtures.CLIP_SECONDS)
+
+
+@pytest.fixture(scope='session')
+def train_data_dir(tau_dir, tmp_path_factory):
+    """The fixture dataset built once where `tests/tiny_config.py` training runs find it
+    (pass it as --config.data.data_dir)."""
+    from ascjax.data import datasets
+    path = str(tmp_path_factory.mktemp('train_data'))
+    datasets.prepare('synthetic', data_dir=path, manual_dir=tau_dir, front_end=SMALL_FRONT_END,
+                     clip_seconds=fixtures.CLIP_SECONDS)
+    return path

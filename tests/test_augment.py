@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 from ascjax import models
 from ascjax.train import augment, state as state_lib, step as step_lib

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from ascjax import sweep
-from ascjax.data import datasets
-from tests.conftest import SMALL_FRONT_END
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -215,12 +213,8 @@ def test_collect_writes_csv_and_md_and_flags_missing(tmp_path, capsys):
 
 
 @pytest.fixture(scope='module')
-def data_dir(tau_dir, tmp_path_factory):
-    """The fixture dataset, built once where the tiny config's runs find it (as test_train)."""
-    path = str(tmp_path_factory.mktemp('sweep_data'))
-    datasets.prepare('synthetic', data_dir=path, manual_dir=tau_dir, front_end=SMALL_FRONT_END,
-                     clip_seconds=1.0)
-    return path
+def data_dir(train_data_dir):
+    return train_data_dir
 
 
 def test_two_point_sweep_end_to_end(tau_dir, data_dir, tmp_path):

@@ -16,20 +16,13 @@ import jax
 import numpy as np
 import pytest
 
-from ascjax.data import datasets
-from tests import tiny_config
-from tests.conftest import SMALL_FRONT_END
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def data_dir(tau_dir, tmp_path_factory):
-    """The fixture dataset built once where every training run of this module will find it."""
-    path = str(tmp_path_factory.mktemp('train_data'))
-    datasets.prepare('synthetic', data_dir=path, manual_dir=tau_dir, front_end=SMALL_FRONT_END,
-                     clip_seconds=1.0)
-    return path
+def data_dir(train_data_dir):
+    return train_data_dir
 
 
 def _command(workdir, tau_dir, data_dir, *extra, row='mod1_resnorm'):

@@ -115,7 +115,6 @@ def _train_step_fn(model, batch_size: int, shape: tuple[int, ...]):
 def bench_models(repeats: int) -> list[dict]:
     """Train step (B=32) and inference (B=1) of Mod-1 / Mod-8, and single layers, per conv_impl."""
     import jax
-    import jax.numpy as jnp
     from ascjax import models
     shape = (256, 431, 1)
     records = []
