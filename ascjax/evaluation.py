@@ -12,17 +12,13 @@ import json
 import os
 
 import numpy as np
+import scipy.special
 
 from ascjax.data import layout
 
 
 def device_name(device_id: int) -> str:
     return layout.EVAL_DEVICES[device_id].upper() if device_id >= 0 else 'unknown'
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
 def _std(values: list[float]) -> float:
@@ -37,7 +33,7 @@ def results(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -> dict
     k, n, num_classes = logits.shape
     labels, devices = np.asarray(labels), np.asarray(devices)
     pred = logits.argmax(-1)                                              # [K, N]
-    nll = -np.maximum(np.take_along_axis(_log_softmax(logits), labels[None, :, None], -1)[..., 0],
+    nll = -np.maximum(np.take_along_axis(scipy.special.log_softmax(logits, axis=-1), labels[None, :, None], -1)[..., 0],
                       np.log(1e-15))                                      # [K, N]
     correct = pred == labels[None]
     groups = {device_name(d): devices == d for d in sorted(set(devices.tolist()),

@@ -62,10 +62,9 @@ def mel_filterbank(fe: FrontEnd) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def analysis_window(fe: FrontEnd) -> np.ndarray:
     """[n_fft] float32: periodic Hann of win_length, zero-padded to n_fft and centred (as librosa)."""
-    n = np.arange(fe.win_length)
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / fe.win_length)
-    left = (fe.n_fft - fe.win_length) // 2
-    return np.pad(window, (left, fe.n_fft - fe.win_length - left)).astype(np.float32)
+    import librosa
+    window = librosa.filters.get_window('hann', fe.win_length, fftbins=True)
+    return librosa.util.pad_center(window, size=fe.n_fft).astype(np.float32)
 
 
 def _frame_indices(fe: FrontEnd, num_samples: int) -> np.ndarray:
