@@ -39,10 +39,11 @@ def test_no_key_is_used_for_two_draws(monkeypatch):
     used.clear()
     params, stats, opt = variables['params'], variables['batch_stats'], tx.init(
         variables['params'])
-    train_one = jax.jit(lambda *a: step_lib._train_one(model, tx, config.train, 10, *a))
+    train_one = jax.jit(lambda *a: step_lib.classifier_update(model, tx, config.train, 10, None, *a))
     for seed_key in state_lib.seed_keys(0, 2):
         for step in range(3):
-            params, stats, opt, _ = train_one(params, stats, opt, {}, seed_key, step, x, labels)
+            params, stats, opt, _ = train_one(params, stats, opt, {}, seed_key, step,
+                                              {'spectrogram': x, 'label': labels})
     jax.effects_barrier()
     assert sum(used.values()) >= 2 * 3 * 5
     assert {'randint', 'uniform', 'beta', 'permutation', 'bernoulli'} <= set(calls)

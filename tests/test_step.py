@@ -18,10 +18,10 @@ def test_bfloat16_compute_keeps_float32_state_and_loss():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 32, 16, 1)), jnp.float32)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
     tx = optax.sgd(0.01)
-    one = jax.jit(lambda *a: step_lib._train_one(model, tx, config.train, 10, *a))
+    one = jax.jit(lambda *a: step_lib.classifier_update(model, tx, config.train, 10, None, *a))
     params, stats, _, metrics = one(variables['params'], variables['batch_stats'],
                                     tx.init(variables['params']), {}, state_lib.seed_keys(0, 1)[0],
-                                    0, x, jnp.arange(4))
+                                    0, {'spectrogram': x, 'label': jnp.arange(4)})
     for leaf in jax.tree.leaves((params, stats)):
         assert leaf.dtype == jnp.float32
     assert metrics['loss'].dtype == jnp.float32 and np.isfinite(float(metrics['loss']))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
-flags.DEFINE_list('only', ['pipeline', 'models', 'seeds'], 'Sections to run.')
+flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator'], 'Sections to run.')
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
 flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
@@ -180,48 +180,76 @@ def bench_layers(repeats: int) -> list[dict]:
     return records
 
 
-def bench_seeds(repeats: int) -> list[dict]:
-    """The real train step of Mod-1 + ResNorm with K = 1 and K = 8 seeds vmapped (B = 32 each)."""
+def _time_classifier_step(k: int, repeats: int, translate=None) -> dict:
+    """The real train step of Mod-1 + ResNorm, K seeds vmapped, B = 32, 256 x 431."""
     import jax
     import numpy as np
     from experiments.configs import paper
     from ascjax import features, models
     from ascjax.train import mesh as mesh_lib, optim, state as state_lib, step as step_lib
+    config = paper.get_config('mod1_resnorm')
+    config.num_seeds, config.train.batch_size = k, 32
+    mesh = mesh_lib.data_mesh()
+    model = models.from_config(config.model)
+    shape = features.input_shape(config.data)
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                               np.zeros((1, *shape), np.float32)))['params']
+    tx = optim.optimizer(config.train, params, 100)
+    state = state_lib.create(model, tx, shape, config.seed, k, mesh)
+    shardings = jax.tree.map(lambda a: a.sharding, state)
+    step = step_lib.make_train_step(model, tx, config, optim.schedule(config.train, 100),
+                                    shardings, mesh, translate)
+    rng = np.random.default_rng(0)
+    batch = mesh_lib.global_batch({
+        'spectrogram': rng.standard_normal((32, *shape)).astype(np.float32),
+        'label': (np.arange(32) % 10).astype(np.int32),
+        'device': (np.arange(32) % 3).astype(np.int32)}, mesh)
+    holder = {'state': state}
+
+    def run():
+        holder['state'], metrics = step(holder['state'], batch)
+        jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
+    return {'batch_size': 32, 'dtype': 'float32', 'input_shape': list(shape), 'seeds': k,
+            'first_call_s': first, **timed(run, repeats, warmup=1)}
+
+
+def bench_seeds(repeats: int) -> list[dict]:
+    """Mod-1 + ResNorm train step with K = 1 and K = 8 seeds vmapped (B = 32 each)."""
     records = []
     for k in (1, 8):
-        config = paper.get_config('mod1_resnorm')
-        config.num_seeds, config.train.batch_size = k, 32
-        mesh = mesh_lib.data_mesh()
-        model = models.from_config(config.model)
-        shape = features.input_shape(config.data)
-        params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                                   np.zeros((1, *shape), np.float32)))['params']
-        tx = optim.optimizer(config.train, params, 100)
-        state = state_lib.create(model, tx, shape, config.seed, k, mesh)
-        shardings = jax.tree.map(lambda a: a.sharding, state)
-        step = step_lib.make_train_step(model, tx, config, optim.schedule(config.train, 100),
-                                        shardings, mesh)
-        rng = np.random.default_rng(0)
-        batch = mesh_lib.global_batch({
-            'spectrogram': rng.standard_normal((32, *shape)).astype(np.float32),
-            'label': (np.arange(32) % 10).astype(np.int32)}, mesh)
-        holder = {'state': state}
-
-        def run():
-            holder['state'], metrics = step(holder['state'], batch)
-            jax.block_until_ready(metrics)
-        start = time.perf_counter()
-        run()
-        first = time.perf_counter() - start
-        stats = timed(run, repeats, warmup=1)
-        records.append({'name': f'seed-parallel train step: Mod-1+ResNorm, K={k} seeds',
-                        'batch_size': 32, 'dtype': 'float32', 'input_shape': list(shape),
-                        'seeds': k, 'first_call_s': first, **stats,
-                        'clips_per_s': k * 32 / stats['median_s']})
+        r = _time_classifier_step(k, repeats)
+        records.append({'name': f'seed-parallel train step: Mod-1+ResNorm, K={k} seeds', **r,
+                        'clips_per_s': k * 32 / r['median_s']})
     return records
 
 
-SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_seeds}
+def bench_translator(repeats: int) -> list[dict]:
+    """Mod-1 + ResNorm train step (K = 1, B = 32) without and with translator augmentation
+    (p = 0.5; the whole batch is translated, then A examples are picked), for two U-Net widths."""
+    import jax
+    import numpy as np
+    from ascjax.translator import augment, model as translator_model
+    records = [{'name': 'train step: Mod-1+ResNorm, no translator',
+                **_time_classifier_step(1, repeats)}]
+    for width in (8, 16):
+        unet = translator_model.UNet(features=width, depth=3)
+        variables = jax.jit(lambda: unet.init(jax.random.PRNGKey(0), np.zeros((1, 256, 431, 1)),
+                                              np.zeros((1,), np.int32), train=False))()
+        apply = lambda x, target, batch, v=variables, u=unet: u.apply(v, x, target, train=False)
+        translate = augment.make_translate(apply, [1, 2, 3, 4, 5], 0.5)
+        r = _time_classifier_step(1, repeats, translate)
+        records.append({'name': f'train step: Mod-1+ResNorm + translator (U-Net width {width})',
+                        **r, 'overhead_vs_plain': r['median_s'] / records[0]['median_s']})
+    for r in records:
+        r['clips_per_s'] = 32 / r['median_s']
+    return records
+
+
+SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_seeds,
+            'translator': bench_translator}
 
 
 def markdown(env: dict, records: list[dict]) -> str:

@@ -41,6 +41,8 @@ class Source(Protocol):
 
     def load(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
 
+    def metadata(self) -> dict[str, np.ndarray]: ...    # METADATA of every example, in order
+
 
 def pair_id(pair_key: str | bytes) -> int:
     """A stable 31-bit id of a pair key, equal for every device's recording of one segment."""
@@ -77,6 +79,12 @@ class TfdsSource:
     def __len__(self) -> int:
         return len(self.data_source)
 
+    def metadata(self, chunk: int = 256) -> dict[str, np.ndarray]:
+        """label, device, city, pair and index of every example, in order (signals dropped)."""
+        parts = [self.load(np.arange(i, min(i + chunk, len(self))))
+                 for i in range(0, len(self), chunk)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in METADATA}
+
     def load(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         records = self.data_source.__getitems__([int(i) for i in indices])
         return _stack([{self.signal: r[self.signal],
@@ -106,6 +114,11 @@ class WavSource:
     def __len__(self) -> int:
         return len(self.clips)
 
+    def metadata(self) -> dict[str, np.ndarray]:
+        """label, device, city, pair and index of every example, in order."""
+        rows = [_metadata(i, c.label, c.device, c.city, c.pair) for i, c in enumerate(self.clips)]
+        return {k: np.asarray([r[k] for r in rows], np.int32) for k in METADATA}
+
     def load(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         examples = []
         for i in indices:
@@ -115,6 +128,63 @@ class WavSource:
             examples.append({'audio': wave.samples,
                              **_metadata(int(i), clip.label, clip.device, clip.city, clip.pair)})
         return _stack(examples, 'audio')
+
+
+def pairs(metadata: dict[str, np.ndarray], source_device: str = 'a') -> np.ndarray:
+    """[P, 2] (index of the `source_device` recording, index of device X's recording) for every
+    segment of one split recorded by both, sorted by (segment, X).
+
+    Recordings of one segment share the pair key (TAU's filename stem without the device); they are
+    grouped by (pair id, scene, city) so that a 31-bit id collision cannot join two segments. Only
+    one split is ever looked at, so no pair crosses splits.
+    """
+    src = layout.device_id(source_device)
+    groups: dict[tuple[int, int, int], dict[int, int]] = {}
+    for i, key in enumerate(zip(metadata['pair'].tolist(), metadata['label'].tolist(),
+                                metadata['city'].tolist())):
+        by_device = groups.setdefault(key, {})
+        device = int(metadata['device'][i])
+        if device in by_device:
+            raise ValueError(f'examples {by_device[device]} and {i} are both device '
+                             f'{layout.EVAL_DEVICES[device]} recordings of one segment')
+        by_device[device] = int(metadata['index'][i])
+    out = [(d[src], d[x]) for key, d in sorted(groups.items()) if src in d
+           for x in sorted(d) if x != src]
+    return np.asarray(out, np.int64).reshape(-1, 2)
+
+
+@dataclasses.dataclass
+class PairSource:
+    """Paired recordings of one split as a Source: example i is pairs[i] = (A, X).
+
+    `spectrogram` is the source-device recording, `target` device X's; `device` is X's id (the
+    translation target), `index` the pair's position; label, city and pair are the segment's.
+    """
+    base: Source
+    pairs: np.ndarray
+    target_devices: np.ndarray     # [P] device id of each pair's X
+    extra_signals: tuple[str, ...] = ('target',)
+
+    def __post_init__(self):
+        if self.base.signal != 'spectrogram':
+            raise ValueError('paired batches need cached log-mels (data.features_on=host)')
+        self.signal, self.signal_shape = self.base.signal, self.base.signal_shape
+
+    @classmethod
+    def of(cls, base: Source, source_device: str = 'a') -> PairSource:
+        meta = base.metadata()
+        p = pairs(meta, source_device)
+        return cls(base, p, meta['device'][p[:, 1]])
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.base.load(self.pairs[indices, 0])
+        x = self.base.load(self.pairs[indices, 1])
+        return {self.signal: a[self.signal], 'target': x[self.signal], 'device': x['device'],
+                'label': a['label'], 'city': a['city'], 'pair': a['pair'],
+                'index': np.asarray(indices, np.int32)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,8 +211,9 @@ def train_indices(step, num_examples: int, global_batch_size: int, seed: int, lo
 
 def _load_fn(source: Source, batch_size: int):
     """A tf.data map from an index vector to a batch dict, through `source.load` on the host."""
-    keys = (source.signal,) + METADATA
-    dtypes = (tf.float32,) + (tf.int32,) * len(METADATA)
+    signals = (source.signal, *getattr(source, 'extra_signals', ()))
+    keys = signals + METADATA
+    dtypes = (tf.float32,) * len(signals) + (tf.int32,) * len(METADATA)
 
     def load(indices):
         batch = source.load(indices)
@@ -151,7 +222,8 @@ def _load_fn(source: Source, batch_size: int):
     def fn(indices):
         values = tf.numpy_function(load, [indices], dtypes, stateful=False)
         batch = dict(zip(keys, values))
-        batch[source.signal].set_shape((batch_size,) + tuple(source.signal_shape))
+        for k in signals:
+            batch[k].set_shape((batch_size,) + tuple(source.signal_shape))
         for k in METADATA:
             batch[k].set_shape((batch_size,))
         return batch
@@ -168,9 +240,7 @@ def _finish(ds: tf.data.Dataset, source: Source, front_end: features.FrontEnd | 
         ds = ds.map(to_logmel, num_parallel_calls=tf.data.AUTOTUNE)
 
     def add_channel(batch):
-        if 'spectrogram' in batch:
-            batch = {**batch, 'spectrogram': batch['spectrogram'][..., None]}
-        return batch
+        return {k: v[..., None] if k in ('spectrogram', 'target') else v for k, v in batch.items()}
     ds = ds.map(add_channel)
     options = tf.data.Options()
     options.deterministic = True

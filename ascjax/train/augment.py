@@ -10,7 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-KEY_NAMES = ('time_roll', 'freq_mask', 'time_mask', 'mixup', 'dropout')
+# Appending a name keeps the keys of the earlier ones (split is prefix-stable), so old runs replay.
+KEY_NAMES = ('time_roll', 'freq_mask', 'time_mask', 'mixup', 'dropout', 'translate')
 
 
 def step_keys(seed_key: jax.Array, step) -> dict[str, jax.Array]:

@@ -140,6 +140,53 @@ def restore(workdir: str, step: int | None = None):
     return config, model, state, mesh
 
 
+def init_or_restore(mngr, target, create):
+    """The latest checkpoint laid out like `target`, or `create()` when there is none."""
+    state = checkpoint.restore(mngr, target)
+    if state is None:
+        return create()
+    logging.info('resumed from step %d', int(state.step))
+    return state
+
+
+def progress_logger(workdir: str, total_steps: int, start: int, every: int) -> Progress:
+    """Progress lines, plus TensorBoard summaries and train_metrics.jsonl on process 0."""
+    writer = None
+    if jax.process_index() == 0:
+        import tensorflow as tf
+        writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    return Progress(total_steps, start, every, writer,
+                    os.path.join(workdir, 'train_metrics.jsonl') if writer else None)
+
+
+def fit(state, train_step, batches, mesh, mngr, progress: Progress, total_steps: int,
+        checkpoint_every: int):
+    """Runs `train_step` over `batches` (this host's slices) to `total_steps`, checkpointing every
+    `checkpoint_every` steps and at the end. Returns the final state (saved)."""
+    step = int(jax.device_get(state.step))
+    for local in batches.as_numpy_iterator():
+        state, metrics = train_step(state, mesh_lib.global_batch(local, mesh))
+        step += 1
+        progress(step, metrics)
+        if step % checkpoint_every == 0 and step != total_steps:
+            checkpoint.save(mngr, state)
+    progress.flush()
+    if mngr.latest_step() != int(jax.device_get(state.step)):
+        checkpoint.save(mngr, state)
+    mngr.wait_until_finished()
+    return state
+
+
+def _create_state(config, model, tx, shape, mesh, train_source, shardings):
+    state = state_lib.create(model, tx, shape, config.seed, config.num_seeds, mesh)
+    if config.model.norm == 'global_freqnorm':
+        mean, std = global_freq_stats(train_source, config.eval.batch_size)
+        stats = {'norm_input': {'mean': mean, 'std': std}}
+        stats = jax.tree.map(lambda a: np.broadcast_to(a, (config.num_seeds, *a.shape)), stats)
+        state = state.replace(norm_stats=jax.device_put(stats, shardings.norm_stats))
+    return state
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains config's model (config.num_seeds seeds at once) and evaluates it on the test split.
     Returns the results dict also written to workdir/results.json."""
@@ -147,6 +194,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     mesh_lib.check_batch_size(config.train.batch_size)
     if jax.process_index() == 0:
         checkpoint.write_run_info(workdir, config)
+    translate = None
+    if config.get('translator') and config.translator.workdir:
+        from ascjax.translator import augment as translator_augment
+        translate = translator_augment.from_config(config.translator, features.from_config(
+            config.data))
+    elif config.get('translator') and config.translator.required:
+        raise ValueError(f'row {config.row} trains with translated examples: pass '
+                         '--config.translator.workdir=DIR of `python -m ascjax.translator.train`')
     builder = open_data(config)
     train_source, test_source = source(builder, 'train'), source(builder, 'test')
     steps_per_epoch = len(train_source) // config.train.batch_size
@@ -155,28 +210,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     model, tx, target = setup(config, steps_per_epoch, mesh)
     shape = features.input_shape(config.data)
     shardings = jax.tree.map(lambda s: s.sharding, target)
-
     mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
-    state = checkpoint.restore(mngr, target)
-    if state is None:
-        state = state_lib.create(model, tx, shape, config.seed, config.num_seeds, mesh)
-        if config.model.norm == 'global_freqnorm':
-            mean, std = global_freq_stats(train_source, config.eval.batch_size)
-            stats = {'norm_input': {'mean': mean, 'std': std}}
-            stats = jax.tree.map(lambda a: np.broadcast_to(a, (config.num_seeds, *a.shape)), stats)
-            state = state.replace(norm_stats=jax.device_put(stats, shardings.norm_stats))
-    else:
-        logging.info('resumed from step %d', int(state.step))
+    state = init_or_restore(mngr, target, lambda: _create_state(
+        config, model, tx, shape, mesh, train_source, shardings))
     start = int(jax.device_get(state.step))
 
     train_step = step_lib.make_train_step(model, tx, config, optim.schedule(
-        config.train, steps_per_epoch), shardings, mesh)
-    writer = None
-    if jax.process_index() == 0:
-        import tensorflow as tf
-        writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
-    progress = Progress(total_steps, start, config.train.log_every_steps, writer,
-                        os.path.join(workdir, 'train_metrics.jsonl') if writer else None)
+        config.train, steps_per_epoch), shardings, mesh, translate)
+    progress = progress_logger(workdir, total_steps, start, config.train.log_every_steps)
     batches = pipeline.train_batches(
         train_source, global_batch_size=config.train.batch_size, seed=config.seed,
         start_step=start, num_steps=max(total_steps - start, 0),
@@ -184,27 +225,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
     logging.info('training %s for steps %d..%d (%d per epoch), %d seed(s), %d device(s)',
                  config.get('row', config.model.name), start, total_steps, steps_per_epoch,
                  config.num_seeds, jax.device_count())
-    step = start
-    for local in batches.as_numpy_iterator():
-        state, metrics = train_step(state, mesh_lib.global_batch(local, mesh))
-        step += 1
-        progress(step, metrics)
-        if step % config.train.checkpoint_every_steps == 0 and step != total_steps:
-            checkpoint.save(mngr, state)
-    progress.flush()
-    if mngr.latest_step() != int(jax.device_get(state.step)):
-        checkpoint.save(mngr, state)
-    mngr.wait_until_finished()
+    state = fit(state, train_step, batches, mesh, mngr, progress, total_steps,
+                config.train.checkpoint_every_steps)
 
     eval_step = step_lib.make_eval_step(model, config, shardings, mesh)
     results = evaluate(state, eval_step, test_source, config, mesh)
     if jax.process_index() == 0:
         params = int(sum(np.prod(p.shape[1:]) for p in jax.tree.leaves(state.params)))
         evaluation.write(results, workdir, config.get('row', config.model.name), params)
-        if writer is not None:
+        if progress.writer is not None:
             import tensorflow as tf
-            with writer.as_default(step=total_steps):
+            with progress.writer.as_default(step=total_steps):
                 for device, acc in results['accuracy'].items():
                     tf.summary.scalar(f'test/accuracy/{device}', acc)
-            writer.flush()
+            progress.writer.flush()
     return results

@@ -37,7 +37,11 @@ def optimizer(cfg, params, steps_per_epoch: int) -> optax.GradientTransformation
     """`cfg` is config.train. Weight decay is added to the gradient before momentum, as in
     torch.optim.SGD(weight_decay=...), on the parameters its regex lists select."""
     mask = path_mask(params, cfg.weight_decay_include, cfg.weight_decay_exclude)
-    return optax.chain(
-        optax.add_decayed_weights(cfg.weight_decay, mask=mask),
-        optax.sgd(schedule(cfg, steps_per_epoch), momentum=cfg.momentum, nesterov=False),
-    )
+    name = cfg.get('optimizer', 'sgd')
+    if name == 'sgd':
+        update = optax.sgd(schedule(cfg, steps_per_epoch), momentum=cfg.momentum, nesterov=False)
+    elif name == 'adam':
+        update = optax.adam(schedule(cfg, steps_per_epoch))
+    else:
+        raise ValueError(f'--config.train.optimizer={name!r}: expected sgd or adam')
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=mask), update)

@@ -45,19 +45,26 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jnp.stack([jax.random.fold_in(root, k) for k in range(num_seeds)])
 
 
-def _init_one(model: nn.Module, tx: optax.GradientTransformation, sample: jax.Array, key):
-    variables = model.init({'params': jax.random.fold_in(key, 0)}, sample, train=False)
+def _init_one(model: nn.Module, tx: optax.GradientTransformation, inputs: tuple, key):
+    variables = model.init({'params': jax.random.fold_in(key, 0)}, *inputs, train=False)
     params = variables['params']
     return (params, variables.get('batch_stats', {}), tx.init(params),
             variables.get('norm_stats', {}), jax.random.fold_in(key, 1))
 
 
 def _init_fn(model, tx, seed: int, num_seeds: int):
-    def init(sample):
+    def init(*inputs):
         keys = seed_keys(seed, num_seeds)
-        parts = jax.vmap(lambda k: _init_one(model, tx, sample, k))(keys)
+        parts = jax.vmap(lambda k: _init_one(model, tx, inputs, k))(keys)
         return TrainState(jnp.zeros((), jnp.int32), *parts)
     return init
+
+
+def _sample_inputs(input_shape, extra_inputs):
+    """The model's example inputs (batch of 1): the spectrogram, then any `extra_inputs` given as
+    (shape, dtype) pairs without the batch axis (e.g. the translator's target device)."""
+    return (jax.ShapeDtypeStruct((1, *input_shape), jnp.float32),
+            *(jax.ShapeDtypeStruct((1, *shape), dtype) for shape, dtype in extra_inputs))
 
 
 def shardings(abstract_state: TrainState, mesh):
@@ -66,21 +73,22 @@ def shardings(abstract_state: TrainState, mesh):
 
 
 def abstract(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
-             seed: int, num_seeds: int, mesh) -> TrainState:
+             seed: int, num_seeds: int, mesh, extra_inputs=()) -> TrainState:
     """Shapes, dtypes and shardings of `create(...)`, computing nothing (the restore target)."""
-    sample = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    shapes = jax.eval_shape(_init_fn(model, tx, seed, num_seeds), sample)
+    shapes = jax.eval_shape(_init_fn(model, tx, seed, num_seeds),
+                            *_sample_inputs(input_shape, extra_inputs))
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, shardings(shapes, mesh))
 
 
 def create(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
-           seed: int, num_seeds: int, mesh) -> TrainState:
+           seed: int, num_seeds: int, mesh, extra_inputs=()) -> TrainState:
     """A fresh state, created directly in its (replicated) sharding by a jitted init."""
-    target = abstract(model, tx, input_shape, seed, num_seeds, mesh)
+    target = abstract(model, tx, input_shape, seed, num_seeds, mesh, extra_inputs)
     init = _init_fn(model, tx, seed, num_seeds)
     out_shardings = jax.tree.map(lambda s: s.sharding, target)
-    return jax.jit(init, out_shardings=out_shardings)(jnp.zeros((1, *input_shape), jnp.float32))
+    inputs = [jnp.zeros(s.shape, s.dtype) for s in _sample_inputs(input_shape, extra_inputs)]
+    return jax.jit(init, out_shardings=out_shardings)(*inputs)
 
 
 def seed_slice(state: TrainState, k: int) -> dict:

@@ -1,8 +1,14 @@
-"""The jitted train and eval steps, vmapped over the seed axis, sharded over the ('data',) mesh."""
+"""The jitted train and eval steps, vmapped over the seed axis, sharded over the ('data',) mesh.
+
+`make_step` is the one step builder: it vmaps a per-seed update over the K models of the state and
+jits it with the batch sharded and the state replicated. The classifier (`classifier_update`) and
+the device translator (`ascjax.translator.train`) each supply only their per-seed update.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +20,10 @@ from ascjax.train import augment
 from ascjax.train import mesh as mesh_lib
 from ascjax.train.state import TrainState
 
+# (params, batch_stats, opt_state, norm_stats, train_key, step, batch)
+#     -> (params, batch_stats, opt_state, metrics): one seed's update on the shared global batch.
+Update = Callable[..., tuple]
+
 
 def spectrogram(batch: dict, front_end: features.FrontEnd) -> jax.Array:
     """[B, F, T, 1] log-mels: from the batch, or computed here when the host sent waveforms."""
@@ -22,10 +32,40 @@ def spectrogram(batch: dict, front_end: features.FrontEnd) -> jax.Array:
     return features.logmel_jax(batch['audio'], front_end)[..., None]
 
 
-def _train_one(model: nn.Module, tx, cfg, num_classes: int, params, batch_stats, opt_state,
-               norm_stats, train_key, step, x, labels):
-    """One SGD step of one seed's model on the (shared) global batch."""
+def make_step(update: Update, state_shardings, mesh, schedule=None,
+              prepare: Callable[[dict], dict] | None = None):
+    """state, batch -> state, metrics ([K] per seed, plus the learning rate if `schedule`).
+
+    `prepare` maps the batch once for all seeds (e.g. waveforms -> log-mels) before the vmap.
+    """
+    per_seed = jax.vmap(update, in_axes=(0, 0, 0, 0, 0, None, None))
+
+    def step(state: TrainState, batch: dict):
+        if prepare is not None:
+            batch = prepare(batch)
+        params, batch_stats, opt_state, metrics = per_seed(
+            state.params, state.batch_stats, state.opt_state, state.norm_stats, state.train_keys,
+            state.step, batch)
+        if schedule is not None:
+            metrics['learning_rate'] = schedule(state.step)
+        return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                             opt_state=opt_state), metrics
+
+    return jax.jit(step, donate_argnums=(0,),
+                   in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
+                   out_shardings=(state_shardings, mesh_lib.replicated(mesh)))
+
+
+def classifier_update(model: nn.Module, tx, cfg, num_classes: int, translate, params,
+                      batch_stats, opt_state, norm_stats, train_key, step, batch):
+    """One SGD step of one seed's classifier: (translator) -> augment -> loss -> update.
+
+    `translate(key, x, batch) -> x` is the device-translator augmentation or None.
+    """
     keys = augment.step_keys(train_key, step)
+    x, labels = batch['spectrogram'], batch['label']
+    if translate is not None:
+        x = translate(keys['translate'], x, batch)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), cfg.label_smoothing)
     x, targets = augment.augment(keys, cfg.augment, x, targets)
     extra = {'norm_stats': norm_stats} if norm_stats else {}
@@ -45,25 +85,14 @@ def _train_one(model: nn.Module, tx, cfg, num_classes: int, params, batch_stats,
     return params, batch_stats, opt_state, metrics
 
 
-def make_train_step(model: nn.Module, tx, config, schedule, state_shardings, mesh):
-    """state, batch -> state, metrics (metrics [K] per seed, plus the learning rate)."""
+def make_train_step(model: nn.Module, tx, config, schedule, state_shardings, mesh,
+                    translate=None):
+    """The classifier's train step: state, batch -> state, metrics."""
     front_end = features.from_config(config.data)
-    one = functools.partial(_train_one, model, tx, config.train, config.model.num_classes)
-    per_seed = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None, None))
-
-    def step(state: TrainState, batch: dict):
-        x = spectrogram(batch, front_end)
-        params, batch_stats, opt_state, metrics = per_seed(
-            state.params, state.batch_stats, state.opt_state, state.norm_stats, state.train_keys,
-            state.step, x, batch['label'])
-        metrics['learning_rate'] = schedule(state.step)
-        new = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state)
-        return new, metrics
-
-    return jax.jit(step, donate_argnums=(0,),
-                   in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
-                   out_shardings=(state_shardings, mesh_lib.replicated(mesh)))
+    update = functools.partial(classifier_update, model, tx, config.train,
+                               config.model.num_classes, translate)
+    prepare = lambda batch: {**batch, 'spectrogram': spectrogram(batch, front_end)}
+    return make_step(update, state_shardings, mesh, schedule, prepare)
 
 
 def make_eval_step(model: nn.Module, config, state_shardings, mesh):

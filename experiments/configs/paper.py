@@ -111,6 +111,11 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({'batch_size': 64})
     config.seed = 0
     config.num_seeds = 1               # K models trained at once (vmapped); std over seeds
+    # Device-translator augmentation (ascjax.translator): with a translator workdir, device-A
+    # training examples are replaced, with this probability, by their translation to a random
+    # device that the translator was trained on.
+    config.translator = ml_collections.ConfigDict({
+        'workdir': '', 'probability': 0.5, 'required': row.endswith('_translator')})
     if 'runlocal' in options:          # a smoke run on a laptop CPU
         config.data.preset = 'demo'
         config.train.batch_size = 16

@@ -1,0 +1,1 @@
+"""Device translation: a FiLM-conditioned U-Net that maps one device's log-mels to another's."""
