@@ -30,10 +30,8 @@ FLAGS = flags.FLAGS
 
 def environment() -> dict:
     import jax
-    import tensorflow as tf
-    versions = {'python': platform.python_version(), 'jax': jax.__version__,
-                'tensorflow': tf.__version__}
-    for name in ('flax', 'optax', 'torch'):
+    versions = {'python': platform.python_version(), 'jax': jax.__version__}
+    for name in ('flax', 'optax', 'tensorflow', 'torch'):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:
@@ -269,11 +267,11 @@ def main(argv):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = environment()
     records = []
+    os.makedirs(os.path.dirname(FLAGS.out) or '.', exist_ok=True)
     for section in FLAGS.only:
         records += SECTIONS[section](FLAGS.repeats)
-    os.makedirs(os.path.dirname(FLAGS.out) or '.', exist_ok=True)
-    with open(FLAGS.out, 'w') as f:
-        json.dump({'environment': env, 'records': records}, f, indent=2)
+        with open(FLAGS.out, 'w') as f:      # after every section: a cut-off run keeps its part
+            json.dump({'environment': env, 'records': records}, f, indent=2)
     table = markdown(env, records)
     with open(os.path.splitext(FLAGS.out)[0] + '.md', 'w') as f:
         f.write(table)
