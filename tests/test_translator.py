@@ -125,6 +125,6 @@ def test_classifier_trains_with_translated_examples(trained, tiny_synthetic, tmp
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert os.path.exists(os.path.join(tmp_path, 'results.json'))
-    bad = subprocess.run(cmd[:-2] + ['--config.data.front_end.hop_length=64'], cwd=REPO, env=env,
+    bad = subprocess.run(cmd + ['--config.data.front_end.hop_length=64'], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=400)
     assert bad.returncode != 0 and 'other features' in bad.stderr
