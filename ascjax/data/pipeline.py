@@ -33,7 +33,11 @@ METADATA = ('label', 'device', 'city', 'pair', 'index')
 
 
 class Source(Protocol):
-    """Random access to one split: `load(indices)` returns a dict of stacked numpy arrays."""
+    """Random access to one split: `load(indices)` returns a dict of stacked numpy arrays.
+
+    A source may declare `extras = {key: per-example shape}`: further float32 arrays that `load`
+    returns and the batches carry (a pair's target spectrogram, a teacher's logits).
+    """
     signal: str                       # 'spectrogram' ([F, T] per example) or 'audio' ([samples])
     signal_shape: tuple[int, ...]
 
@@ -42,6 +46,8 @@ class Source(Protocol):
     def load(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
 
     def metadata(self) -> dict[str, np.ndarray]: ...    # METADATA of every example, in order
+
+    def filenames(self) -> list[str]: ...                # the clips' filenames, in order
 
 
 def pair_id(pair_key: str | bytes) -> int:
@@ -79,6 +85,11 @@ class TfdsSource:
     def __len__(self) -> int:
         return len(self.data_source)
 
+    def filenames(self, chunk: int = 256) -> list[str]:
+        """The clips' filenames (relative to the dataset root), in order."""
+        return [r['filename'].decode() for i in range(0, len(self), chunk)
+                for r in self.data_source.__getitems__(list(range(i, min(i + chunk, len(self)))))]
+
     def metadata(self, chunk: int = 256) -> dict[str, np.ndarray]:
         """label, device, city, pair and index of every example, in order (signals dropped)."""
         parts = [self.load(np.arange(i, min(i + chunk, len(self))))
@@ -113,6 +124,9 @@ class WavSource:
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def filenames(self) -> list[str]:
+        return [c.filename for c in self.clips]
 
     def metadata(self) -> dict[str, np.ndarray]:
         """label, device, city, pair and index of every example, in order."""
@@ -163,12 +177,12 @@ class PairSource:
     base: Source
     pairs: np.ndarray
     target_devices: np.ndarray     # [P] device id of each pair's X
-    extra_signals: tuple[str, ...] = ('target',)
 
     def __post_init__(self):
         if self.base.signal != 'spectrogram':
             raise ValueError('paired batches need cached log-mels (data.features_on=host)')
         self.signal, self.signal_shape = self.base.signal, self.base.signal_shape
+        self.extras = {'target': self.signal_shape}
 
     @classmethod
     def of(cls, base: Source, source_device: str = 'a') -> PairSource:
@@ -211,9 +225,9 @@ def train_indices(step, num_examples: int, global_batch_size: int, seed: int, lo
 
 def _load_fn(source: Source, batch_size: int):
     """A tf.data map from an index vector to a batch dict, through `source.load` on the host."""
-    signals = (source.signal, *getattr(source, 'extra_signals', ()))
-    keys = signals + METADATA
-    dtypes = (tf.float32,) * len(signals) + (tf.int32,) * len(METADATA)
+    shapes = {source.signal: tuple(source.signal_shape), **getattr(source, 'extras', {})}
+    keys = tuple(shapes) + METADATA
+    dtypes = (tf.float32,) * len(shapes) + (tf.int32,) * len(METADATA)
 
     def load(indices):
         batch = source.load(indices)
@@ -222,8 +236,8 @@ def _load_fn(source: Source, batch_size: int):
     def fn(indices):
         values = tf.numpy_function(load, [indices], dtypes, stateful=False)
         batch = dict(zip(keys, values))
-        for k in signals:
-            batch[k].set_shape((batch_size,) + tuple(source.signal_shape))
+        for k, shape in shapes.items():
+            batch[k].set_shape((batch_size,) + tuple(shape))
         for k in METADATA:
             batch[k].set_shape((batch_size,))
         return batch

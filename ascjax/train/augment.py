@@ -63,10 +63,10 @@ def mixup(key: jax.Array, alpha: float, x: jax.Array, *targets: jax.Array):
     return (mix(x), *(mix(t) for t in targets))
 
 
-def augment(keys: dict[str, jax.Array], cfg, x: jax.Array, labels: jax.Array):
+def augment(keys: dict[str, jax.Array], cfg, x: jax.Array, *targets: jax.Array):
     """The training augmentations of config.train.augment, in order: time roll, frequency masks,
-    time masks, mixup. Returns (x, soft labels)."""
+    time masks, mixup (of the inputs and of every target alike). Returns (x, *targets)."""
     x = time_roll(keys['time_roll'], x, cfg.time_roll)
     x = band_masks(keys['freq_mask'], x, 1, cfg.freq_masks, cfg.freq_mask_width)
     x = band_masks(keys['time_mask'], x, 2, cfg.time_masks, cfg.time_mask_width)
-    return mixup(keys['mixup'], cfg.mixup_alpha, x, labels)
+    return mixup(keys['mixup'], cfg.mixup_alpha, x, *targets)

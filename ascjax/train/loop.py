@@ -178,7 +178,30 @@ def fit(state, train_step, batches, mesh, mngr, progress: Progress, total_steps:
 
 
 def _create_state(config, model, tx, shape, mesh, train_source, shardings):
+    """A fresh state: initialised, or (config.train.init_from) the variables of another run's last
+    checkpoint with a fresh optimizer, for fine-tuning (pruning, QAT); Global FreqNorm statistics
+    from the training set."""
     state = state_lib.create(model, tx, shape, config.seed, config.num_seeds, mesh)
+    init_from = config.train.get('init_from')
+    if init_from:
+        _, _, source_state, _ = restore(init_from)
+        k = source_state.num_seeds
+        if k not in (1, config.num_seeds):
+            raise ValueError(f'--config.train.init_from={init_from}: it holds {k} seeds, this run '
+                             f'{config.num_seeds}')
+        # replicated: every process holds the whole array (addressable_data(0)).
+        take = lambda src, dst: jax.device_put(
+            np.broadcast_to(np.asarray(src.addressable_data(0)), dst.shape), dst.sharding)
+        parts = {}
+        for name in ('params', 'batch_stats', 'norm_stats'):
+            src, dst = getattr(source_state, name), getattr(state, name)
+            if jax.tree.structure(src) != jax.tree.structure(dst):
+                raise ValueError(f'--config.train.init_from={init_from}: its {name} do not match '
+                                 'this model')
+            parts[name] = jax.tree.map(take, src, dst)
+        state = state.replace(**parts)
+        if config.model.norm == 'global_freqnorm':
+            return state
     if config.model.norm == 'global_freqnorm':
         mean, std = global_freq_stats(train_source, config.eval.batch_size)
         stats = {'norm_input': {'mean': mean, 'std': std}}
@@ -204,6 +227,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
                          '--config.translator.workdir=DIR of `python -m ascjax.translator.train`')
     builder = open_data(config)
     train_source, test_source = source(builder, 'train'), source(builder, 'test')
+    distill = config.train.get('distill')
+    if distill is not None and distill.teacher_logits:
+        from ascjax.distill import teacher_logits
+        train_source = teacher_logits.TeacherSource.of(train_source, distill.teacher_logits)
     steps_per_epoch = len(train_source) // config.train.batch_size
     total_steps = optim.total_steps(config.train, steps_per_epoch)
 

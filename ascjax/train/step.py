@@ -58,23 +58,36 @@ def make_step(update: Update, state_shardings, mesh, schedule=None,
 
 def classifier_update(model: nn.Module, tx, cfg, num_classes: int, translate, params,
                       batch_stats, opt_state, norm_stats, train_key, step, batch):
-    """One SGD step of one seed's classifier: (translator) -> augment -> loss -> update.
+    """One update of one seed's classifier: (translator) -> augment -> loss -> update.
 
-    `translate(key, x, batch) -> x` is the device-translator augmentation or None.
+    `translate(key, x, batch) -> x` is the device-translator augmentation or None. With `teacher`
+    logits in the batch the loss is knowledge distillation (cfg.distill: alpha, temperature T):
+    (1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T || student_T), mixup mixing the teacher's
+    softened probabilities with the same weights as the inputs and labels.
     """
     keys = augment.step_keys(train_key, step)
     x, labels = batch['spectrogram'], batch['label']
     if translate is not None:
         x = translate(keys['translate'], x, batch)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), cfg.label_smoothing)
-    x, targets = augment.augment(keys, cfg.augment, x, targets)
+    distill = 'teacher' in batch
+    if distill:
+        temperature, alpha = cfg.distill.temperature, cfg.distill.alpha
+        x, targets, teacher = augment.augment(
+            keys, cfg.augment, x, targets, jax.nn.softmax(batch['teacher'] / temperature))
+    else:
+        x, targets = augment.augment(keys, cfg.augment, x, targets)
     extra = {'norm_stats': norm_stats} if norm_stats else {}
 
     def loss_fn(p):
         logits, updates = model.apply({'params': p, 'batch_stats': batch_stats, **extra}, x,
                                       train=True, mutable=['batch_stats'],
                                       rngs={'dropout': keys['dropout']})
-        loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+        logits = logits.astype(jnp.float32)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        if distill:
+            kl = optax.losses.kl_divergence(jax.nn.log_softmax(logits / temperature), teacher)
+            loss = (1 - alpha) * loss + alpha * temperature ** 2 * kl.mean()
         return loss, (logits, updates['batch_stats'])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)

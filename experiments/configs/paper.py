@@ -92,6 +92,15 @@ def train_config() -> ml_collections.ConfigDict:
             'time_masks': 2, 'time_mask_width': 20,   # [V, KWS] width <= 20 frames
             'time_roll': 50,           # [U] frames, random roll of each clip
         },
+        # One-shot magnitude pruning (ascjax.compress.prune): at update `at_step`, the `sparsity`
+        # fraction of smallest |w| among the parameters matching `include` (and no `exclude`) is
+        # zeroed, globally or per tensor, and kept at zero. 0 = off. [U] QTI: 89%, one shot.
+        # Knowledge distillation: with a teacher_logits file (python -m
+        # ascjax.distill.teacher_logits), loss = (1-alpha) CE + alpha T^2 KL(teacher_T||student_T).
+        'distill': {'teacher_logits': '', 'alpha': 0.5, 'temperature': 2.0},   # [U] REFERENCE §5.1
+        'init_from': '',               # a workdir: start from its variables (fine-tuning)
+        'prune': {'sparsity': 0.0, 'at_step': 0, 'scope': 'global',
+                  'include': (r'kernel$',), 'exclude': ()},
         'log_every_steps': 50,
         'checkpoint_every_steps': 500,
         'keep_checkpoints': 3,

@@ -1,0 +1,1 @@
+"""Compression: one-shot magnitude pruning (an optax wrapper), knowledge distillation, QAT."""
