@@ -53,13 +53,15 @@ def summarize(e: dict[str, np.ndarray], kind: str) -> dict:
             'min_reduction': min(r['reduction'] for r in devices.values())}
 
 
-def plot(translate, pairs: pipeline.PairSource, out: str) -> str:
+def plot(translate, pairs: pipeline.PairSource, out: str, devices) -> str:
+    """A, its translation and the real recording, for the first test pair of each of `devices`."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     firsts = {}
     for i, d in enumerate(pairs.target_devices.tolist()):
-        firsts.setdefault(d, i)
+        if d in devices:
+            firsts.setdefault(d, i)
     rows = sorted(firsts)
     fig, axes = plt.subplots(len(rows), 3, figsize=(12, 2.4 * len(rows)), squeeze=False)
     for r, d in enumerate(rows):
@@ -95,7 +97,8 @@ def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, 'translator_results.json'), 'w') as f:
             json.dump(results, f, indent=1)
-        plot(translate, test_pairs, os.path.join(workdir, 'plots', 'translator_examples.png'))
+        plot(translate, test_pairs, os.path.join(workdir, 'plots', 'translator_examples.png'),
+             trained)
     return results
 
 
