@@ -189,17 +189,19 @@ def train_seeds(row: str, data, epochs: int, seed: int, num_seeds: int, time_ste
 SEEN, UNSEEN = ('A', 'B', 'C', 'S1', 'S2', 'S3'), ('S4', 'S5', 'S6')
 
 
-def report(rows: dict[str, dict]) -> str:
-    """Accuracy mean +- std over seeds per device, and over the seen and the unseen devices."""
+def report(rows: dict[str, dict], metric: str = 'accuracy') -> str:
+    """`metric` (accuracy % or log_loss) mean +- std over seeds per device, and over the seen and
+    the unseen devices (each seed's mean over those devices)."""
     head = ['Method', *SEEN, *UNSEEN, 'Seen', 'Unseen', 'Overall']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    digits = 1 if metric == 'accuracy' else 2
     for method, r in rows.items():
-        acc = {d: np.asarray(v) for d, v in r['per_seed']['accuracy'].items()}
-        acc['Seen'] = np.mean([acc[d] for d in SEEN], axis=0)
-        acc['Unseen'] = np.mean([acc[d] for d in UNSEEN], axis=0)
-        acc['Overall'] = acc['overall']
-        cells = [f'{acc[c].mean():.1f} ± {acc[c].std(ddof=1) if len(acc[c]) > 1 else 0:.1f}'
-                 for c in head[1:]]
+        values = {d: np.asarray(v) for d, v in r['per_seed'][metric].items()}
+        values['Seen'] = np.mean([values[d] for d in SEEN], axis=0)
+        values['Unseen'] = np.mean([values[d] for d in UNSEEN], axis=0)
+        values['Overall'] = values['overall']
+        cells = [f'{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{digits}f}'
+                 for v in (values[c] for c in head[1:])]
         lines.append('| ' + ' | '.join([method, *cells]) + ' |')
     return '\n'.join(lines) + '\n'
 
