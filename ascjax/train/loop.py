@@ -177,31 +177,33 @@ def fit(state, train_step, batches, mesh, mngr, progress: Progress, total_steps:
     return state
 
 
+def _variables_from(init_from: str, state, num_seeds: int):
+    """`state` with params, batch_stats and norm_stats of run `init_from`'s last checkpoint (one
+    seed is broadcast to all); the optimizer state stays fresh."""
+    _, _, source, _ = restore(init_from)
+    if source.num_seeds not in (1, num_seeds):
+        raise ValueError(f'--config.train.init_from={init_from}: it holds {source.num_seeds} '
+                         f'seeds, this run {num_seeds}')
+    # replicated: every process holds the whole array (addressable_data(0)).
+    take = lambda src, dst: jax.device_put(
+        np.broadcast_to(np.asarray(src.addressable_data(0)), dst.shape), dst.sharding)
+    parts = {}
+    for name in ('params', 'batch_stats', 'norm_stats'):
+        src, dst = getattr(source, name), getattr(state, name)
+        if jax.tree.structure(src) != jax.tree.structure(dst):
+            raise ValueError(f'--config.train.init_from={init_from}: its {name} do not match '
+                             'this model')
+        parts[name] = jax.tree.map(take, src, dst)
+    return state.replace(**parts)
+
+
 def _create_state(config, model, tx, shape, mesh, train_source, shardings):
-    """A fresh state: initialised, or (config.train.init_from) the variables of another run's last
-    checkpoint with a fresh optimizer, for fine-tuning (pruning, QAT); Global FreqNorm statistics
-    from the training set."""
+    """A fresh state: initialised, or (config.train.init_from) another run's variables with a
+    fresh optimizer, for fine-tuning (pruning); else Global FreqNorm statistics from the training
+    set."""
     state = state_lib.create(model, tx, shape, config.seed, config.num_seeds, mesh)
-    init_from = config.train.get('init_from')
-    if init_from:
-        _, _, source_state, _ = restore(init_from)
-        k = source_state.num_seeds
-        if k not in (1, config.num_seeds):
-            raise ValueError(f'--config.train.init_from={init_from}: it holds {k} seeds, this run '
-                             f'{config.num_seeds}')
-        # replicated: every process holds the whole array (addressable_data(0)).
-        take = lambda src, dst: jax.device_put(
-            np.broadcast_to(np.asarray(src.addressable_data(0)), dst.shape), dst.sharding)
-        parts = {}
-        for name in ('params', 'batch_stats', 'norm_stats'):
-            src, dst = getattr(source_state, name), getattr(state, name)
-            if jax.tree.structure(src) != jax.tree.structure(dst):
-                raise ValueError(f'--config.train.init_from={init_from}: its {name} do not match '
-                                 'this model')
-            parts[name] = jax.tree.map(take, src, dst)
-        state = state.replace(**parts)
-        if config.model.norm == 'global_freqnorm':
-            return state
+    if config.train.get('init_from'):
+        return _variables_from(config.train.init_from, state, config.num_seeds)
     if config.model.norm == 'global_freqnorm':
         mean, std = global_freq_stats(train_source, config.eval.batch_size)
         stats = {'norm_input': {'mean': mean, 'std': std}}
