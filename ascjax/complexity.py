@@ -1,6 +1,7 @@
 """Model complexity the way low-complexity ASC counts it: parameters, size in bytes, MACs.
 
     python -m ascjax.complexity --config=experiments/configs/paper.py:mod8_resnorm [--json]
+    python -m ascjax.complexity --workdir=RUN [--json]     # a trained (pruned, QAT) run's weights
 
 - params: learnable parameters (BN/SSN scale and bias included, running statistics excluded).
 - nonzero_params: non-zero learnable parameters of the given variables; a config alone describes
@@ -8,6 +9,13 @@
 - bn_statistics: BN/SSN running means and variances (and Global FreqNorm's per-bin mean/std).
 - size_bytes: the DCASE 2021 rule (baseline `model_size_calculation.py`): every tensor, BN
   statistics included, counted as non-zero values x bytes of its dtype, under a dtype map.
+- size_bytes_bn_folded: the same with BN folded for inference: a plain BatchNorm after a
+  convolution becomes one float32 bias per channel (its scale goes into the kernel, zeros stay
+  zero); a SubSpectralNorm cannot go into the kernel (its scale depends on the frequency band) and
+  keeps two float32 values per (band, channel): a multiplier and an offset.
+- over_128kb: whether size_bytes exceeds the DCASE 2021 Task 1A limit of 128 KB (KB = 1024 B).
+  A QAT run's activation ranges (quant_stats) are not counted: they are per-tensor scales of the
+  activations, not parameters.
 - macs_per_clip / macs_per_second: conv MACs as C_in/groups x C_out x kh x kw x H_out x W_out, plus
   2 x C per BatchNorm (torchinfo / NeSsi convention), for one clip of the configured length.
 """
@@ -36,6 +44,7 @@ DTYPE_MAPS = {
     'int8': ((r'^params/.*/kernel$', 1), (r'.*', 4)),
 }
 STAT_COLLECTIONS = ('batch_stats', 'norm_stats')
+LIMIT_BYTES = 128 * 1024
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
@@ -81,6 +90,23 @@ def size_bytes(flat: dict[str, np.ndarray], dtype_map: str, nonzero: bool) -> in
     return total
 
 
+def bn_folded_bytes(flat: dict[str, np.ndarray], dtype_map: str) -> int:
+    """size_bytes with every BatchNorm folded (module docstring): kernels and other parameters as
+    `size_bytes`, BN/SSN affine parameters and statistics replaced by their folded float32s."""
+    bn = re.compile(r'^(params|batch_stats)/(.*)/(scale|bias|mean|var)$')
+    modules = {}
+    rest = {}
+    for path, value in flat.items():
+        match = bn.match(path)
+        if match and re.search(r'(^|_)bn$|^BatchNorm', match.group(2).split('/')[-1]):
+            modules[match.group(2)] = value.shape
+        else:
+            rest[path] = value
+    folded = sum(4 * math.prod(shape) * (1 if len(shape) == 1 else 2)
+                 for shape in modules.values())
+    return size_bytes(rest, dtype_map, nonzero=True) + folded
+
+
 def report(config, variables=None, dtype_map: str = 'float32') -> dict:
     """The complexity report of `config`'s model; `variables` (trained or pruned) if given."""
     model = models.from_config(config.model)
@@ -105,6 +131,8 @@ def report(config, variables=None, dtype_map: str = 'float32') -> dict:
         'size_bytes': size_bytes({**params, **stats}, dtype_map, nonzero=True),
         'size_bytes_by_dtype_map': {m: size_bytes({**params, **stats}, m, nonzero=True)
                                     for m in DTYPE_MAPS},
+        'size_bytes_bn_folded': bn_folded_bytes({**params, **stats}, dtype_map),
+        'over_128kb': size_bytes({**params, **stats}, dtype_map, nonzero=True) > LIMIT_BYTES,
         'macs_per_clip': macs,
         'macs_per_second': macs / config.data.clip_seconds,
         'conv_macs_per_clip': sum(l['macs'] for l in layers if l['kind'] == 'conv'),
@@ -121,14 +149,37 @@ def format_report(r: dict) -> str:
     ]
     for m, b in r['size_bytes_by_dtype_map'].items():
         lines.append(f'  size ({m:>7})        {b:>14,} B = {b / 1024:.1f} KB')
+    b = r['size_bytes_bn_folded']
+    lines.append(f'  size ({r["dtype_map"]}, BN folded) {b:>9,} B = {b / 1024:.1f} KB')
+    if r['over_128kb']:
+        lines.append(f'  WARNING: {r["size_bytes"] / 1024:.1f} KB ({r["dtype_map"]}) is over the '
+                     f'DCASE 2021 limit of 128 KB')
     lines += [f'  MACs per clip         {r["macs_per_clip"]:>14,}',
               f'  MACs per second       {r["macs_per_second"]:>14,.0f}']
     return '\n'.join(lines)
 
 
+def workdir_report(workdir: str, dtype_map: str | None = None, seed_index: int = 0) -> dict:
+    """The report of a training run's latest checkpoint (seed `seed_index`); int8 kernels when the
+    run was quantisation-aware, unless `dtype_map` says otherwise."""
+    from ascjax.train import loop, state as state_lib
+    config, _, state, _ = loop.restore(workdir)
+    if dtype_map is None:
+        dtype_map = 'int8' if config.get('qat') and config.qat.enabled else 'float32'
+    variables = state_lib.seed_slice(state, seed_index)
+    variables = {k: v for k, v in variables.items() if k != 'quant_stats'}
+    return {'workdir': workdir, 'step': int(state.step),
+            **report(config, variables, dtype_map=dtype_map)}
+
+
 def main(argv):
     del argv
-    r = report(_CONFIG.value, dtype_map=_DTYPE_MAP.value)
+    if (_CONFIG.value is None) == (_WORKDIR.value is None):
+        raise app.UsageError('give exactly one of --config and --workdir')
+    if _WORKDIR.value:
+        r = workdir_report(_WORKDIR.value, _DTYPE_MAP.value)
+    else:
+        r = report(_CONFIG.value, dtype_map=_DTYPE_MAP.value or 'float32')
     if _JSON.value:
         print(json.dumps(r, default=str))
     else:
@@ -138,8 +189,9 @@ def main(argv):
 if __name__ == '__main__':
     _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:row].',
                                               lock_config=True)
+    _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run: report its trained weights.')
     _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
-    _DTYPE_MAP = flags.DEFINE_enum('dtype_map', 'float32', list(DTYPE_MAPS),
-                                   'Bytes per value for size_bytes.')
-    flags.mark_flag_as_required('config')
+    _DTYPE_MAP = flags.DEFINE_enum('dtype_map', None, list(DTYPE_MAPS),
+                                   'Bytes per value for size_bytes (default: int8 for a QAT run, '
+                                   'else float32).')
     app.run(main)

@@ -37,7 +37,7 @@ def test_no_key_is_used_for_two_draws(monkeypatch):
     labels = jnp.arange(4) % 10
     variables = model.init(jax.random.PRNGKey(0), x[:1])
     used.clear()
-    params, stats, opt = variables['params'], variables['batch_stats'], tx.init(
+    params, stats, opt = variables['params'], {'batch_stats': variables['batch_stats']}, tx.init(
         variables['params'])
     train_one = jax.jit(lambda *a: step_lib.classifier_update(model, tx, config.train, 10, None, *a))
     for seed_key in state_lib.seed_keys(0, 2):

@@ -15,6 +15,7 @@ from ascjax import models
 from ascjax.compress import prune
 from ascjax.distill import teacher_logits
 from ascjax.train import optim, state as state_lib, step as step_lib
+from flax.traverse_util import flatten_dict as flax_flatten
 from tests import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +34,7 @@ def _update(alpha, temperature, teacher):
     if teacher is not None:
         batch['teacher'] = teacher
     out = step_lib.classifier_update(model, tx, config.train, 10, None, v['params'],
-                                     v['batch_stats'], tx.init(v['params']), {},
+                                     {'batch_stats': v['batch_stats']}, tx.init(v['params']), {},
                                      jax.random.PRNGKey(3), 0, batch)
     logits, _ = model.apply(v, x, train=True, mutable=['batch_stats'])
     return float(out[3]['loss']), logits
@@ -60,8 +61,12 @@ def _train(workdir, tau_dir, data_dir, *extra):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_teacher_logits_distillation_then_pruned_fine_tuning(tau_dir, train_data_dir, tmp_path):
-    teacher, student, pruned = (str(tmp_path / n) for n in ('teacher', 'student', 'pruned'))
+def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_data_dir,
+                                                                tmp_path):
+    """The compressed row's phases on the tiny fixture: teacher (2 seeds) -> ensemble logits ->
+    KD student -> 75% pruned fine-tune -> QAT fine-tune (masks kept) -> size -> int8 export."""
+    teacher, student, pruned, quantised = (str(tmp_path / n) for n in (
+        'teacher', 'student', 'pruned', 'quantised'))
     _train(teacher, tau_dir, train_data_dir, '--config.num_seeds=2')
     out = str(tmp_path / 'teacher.npz')
     proc = subprocess.run([sys.executable, '-m', 'ascjax.distill.teacher_logits',
@@ -80,16 +85,68 @@ def test_teacher_logits_distillation_then_pruned_fine_tuning(tau_dir, train_data
     p = loop.predict(state, ev, source, config, mesh)
     np.testing.assert_allclose(logits, p['logits'][:, np.argsort(p['index'])].mean(0), atol=1e-6)
 
-    _train(student, tau_dir, train_data_dir, f'--config.train.distill.teacher_logits={out}')
-    _train(pruned, tau_dir, train_data_dir, f'--config.train.init_from={student}',
+    kd = f'--config.train.distill.teacher_logits={out}'
+    _train(student, tau_dir, train_data_dir, kd)
+    _train(pruned, tau_dir, train_data_dir, kd, f'--config.train.init_from={student}',
            '--config.train.prune.sparsity=0.75')
-    _, _, final, _ = loop.restore(pruned)
-    params = jax.tree.map(lambda a: np.asarray(a)[0], final.params)
-    prunable = optim.path_mask(params, [r'kernel$'])
-    n = sum(p.size for p, f in zip(jax.tree.leaves(params),
-                                   jax.tree.structure(params).flatten_up_to(prunable)) if f)
-    assert prune.sparsity(params, prunable) == round(0.75 * n) / n
+    _train(quantised, tau_dir, train_data_dir, kd, f'--config.train.init_from={pruned}',
+           '--config.train.prune.sparsity=0.75', '--config.qat.enabled=True')
+
+    def kernel_sparsity(state):
+        params = jax.tree.map(lambda a: np.asarray(a)[0], state.params)
+        prunable = optim.path_mask(params, [r'kernel$'])
+        n = sum(p.size for p, f in zip(jax.tree.leaves(params),
+                                       jax.tree.structure(params).flatten_up_to(prunable)) if f)
+        return prune.sparsity(params, prunable), round(0.75 * n) / n, params
+    _, _, pruned_state, _ = loop.restore(pruned)
+    got, want, pruned_params = kernel_sparsity(pruned_state)
+    assert got == want
     assert json.load(open(os.path.join(pruned, 'results.json')))['seeds'] == 1
+
+    # QAT kept exactly the pruned zeros and saved its activation ranges with the state
+    _, _, q_state, _ = loop.restore(quantised)
+    got, want, q_params = kernel_sparsity(q_state)
+    assert got == want
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a == 0, b == 0),
+                 pruned_params, q_params)
+    counts = {jax.tree_util.keystr(path): int(np.asarray(c).ravel()[0])
+              for path, c in jax.tree_util.tree_flatten_with_path(q_state.quant_stats)[0]
+              if 'count' in jax.tree_util.keystr(path)}
+    # one moving-average update per training step; SiLU's sigmoid has the fixed range (0, 1)
+    assert {n for k, n in counts.items() if 'sigmoid' not in k} == {6}
+
+    # size: int8 non-zero kernels + float32 rest, from the run's own weights
+    from ascjax import complexity
+    r = complexity.workdir_report(quantised)
+    assert r['dtype_map'] == 'int8' and not r['over_128kb']
+    params = {'/'.join(k): v for k, v in flax_flatten(q_params).items()}
+    nonzero_kernels = sum(int(np.count_nonzero(v)) for k, v in params.items()
+                          if k.endswith('kernel'))
+    rest = r['nonzero_params'] - nonzero_kernels + r['bn_statistics']
+    assert r['size_bytes'] == nonzero_kernels + 4 * rest
+    assert r['size_bytes_bn_folded'] < r['size_bytes']
+
+    # int8 export: one .tflite that runs with LiteRT alone and follows the QAT model
+    from ascjax.compress import export
+    e = export.export(quantised)
+    assert e['test_clips'] == 7 and e['qat']
+    assert e['float_ops'] <= 2, e['ops']       # only the delegate's float in/out around int8
+    check = (
+        'import sys; sys.modules["jax"] = sys.modules["tensorflow"] = sys.modules["ascjax"] = None\n'
+        'import numpy as np\n'
+        'from ai_edge_litert.interpreter import Interpreter\n'
+        f'i = Interpreter(model_path={e["tflite"]!r}); i.allocate_tensors()\n'
+        'inp, out = i.get_input_details()[0], i.get_output_details()[0]\n'
+        'i.set_tensor(inp["index"], np.ones(inp["shape"], np.float32)); i.invoke()\n'
+        'print(i.get_tensor(out["index"]).shape)\n')
+    proc = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == '(1, 10)', proc.stderr[-2000:]
+    config, model, state, _ = loop.restore(quantised)
+    x, _ = export._arrays(loop.source(loop.open_data(config), 'test'), np.arange(7))
+    variables = state_lib.seed_slice(state, 0)
+    ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x))
+    theirs = export.run_tflite(e['tflite'], x)
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.9
 
 
 def test_teacher_logits_must_cover_every_training_clip(tau_builder, tmp_path):

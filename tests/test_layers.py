@@ -133,9 +133,9 @@ class _Pointwise(nn.Module):
                                      conv_impl=self.conv_impl, name='pw')(x)
 
 
-def _check_equivalent(make, x):
+def _check_equivalent(make, x, impl='shift'):
     """Same init (names, shapes, values), outputs <= 1e-5 and gradients <= 1e-4 relative."""
-    xla, shift = make('xla'), make('shift')
+    xla, shift = make('xla'), make(impl)
     v_xla = xla.init(jax.random.key(0), x)
     v_shift = shift.init(jax.random.key(0), x)
     assert jax.tree.structure(v_xla) == jax.tree.structure(v_shift)
@@ -165,15 +165,18 @@ def _check_equivalent(make, x):
     ((5, 5), (1, 1), ((0, 0), (2, 2)), (1, 1), (2, 5, 8, 6)),    # BC-ResNet classifier DW
     ((5, 5), (2, 2), ((2, 2), (2, 2)), (1, 1), (2, 9, 10, 3)),   # general strided 2-D DW
 ])
-def test_depthwise_shift_equals_xla(kernel_size, strides, padding, dilation, shape):
+@pytest.mark.parametrize('impl', ['shift', 'einsum'])
+def test_depthwise_shift_equals_xla(kernel_size, strides, padding, dilation, shape, impl):
     x = jax.random.normal(jax.random.key(1), shape)
-    _check_equivalent(lambda impl: _Depthwise(kernel_size, strides, padding, dilation, impl), x)
+    _check_equivalent(lambda impl: _Depthwise(kernel_size, strides, padding, dilation, impl), x,
+                      impl)
 
 
 @pytest.mark.parametrize('use_bias', [False, True])
-def test_pointwise_shift_equals_xla(use_bias):
+@pytest.mark.parametrize('impl', ['shift', 'einsum'])
+def test_pointwise_shift_equals_xla(use_bias, impl):
     x = jax.random.normal(jax.random.key(2), (2, 4, 6, 5))
-    _check_equivalent(lambda impl: _Pointwise(7, use_bias, impl), x)
+    _check_equivalent(lambda impl: _Pointwise(7, use_bias, impl), x, impl)
 
 
 def test_shift_conv_respects_compute_dtype():

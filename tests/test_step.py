@@ -19,11 +19,11 @@ def test_bfloat16_compute_keeps_float32_state_and_loss():
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
     tx = optax.sgd(0.01)
     one = jax.jit(lambda *a: step_lib.classifier_update(model, tx, config.train, 10, None, *a))
-    params, stats, _, metrics = one(variables['params'], variables['batch_stats'],
+    params, stats, _, metrics = one(variables['params'], {'batch_stats': variables['batch_stats']},
                                     tx.init(variables['params']), {}, state_lib.seed_keys(0, 1)[0],
                                     0, {'spectrogram': x, 'label': jnp.arange(4)})
     for leaf in jax.tree.leaves((params, stats)):
         assert leaf.dtype == jnp.float32
     assert metrics['loss'].dtype == jnp.float32 and np.isfinite(float(metrics['loss']))
-    logits = model.apply({'params': params, 'batch_stats': stats}, x, train=False)
+    logits = model.apply({'params': params, **stats}, x, train=False)
     assert logits.dtype == jnp.float32

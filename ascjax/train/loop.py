@@ -14,10 +14,12 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
 from ascjax import evaluation, features, models
+from ascjax.compress import qat
 from ascjax.data import datasets, pipeline
 from ascjax.train import checkpoint, mesh as mesh_lib, optim, state as state_lib, step as step_lib
 
@@ -118,11 +120,12 @@ class Progress:
 
 
 def setup(config, steps_per_epoch: int, mesh):
-    """The model, its optimizer and the abstract train state (shapes + shardings on `mesh`)."""
-    model = models.from_config(config.model)
+    """The model (quantisation-aware with config.qat.enabled), its optimizer and the abstract train
+    state (shapes + shardings on `mesh`)."""
+    model = qat.model_from_config(config)
     shape = features.input_shape(config.data)
     probe = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                              np.zeros((1, *shape), np.float32)))
+                                              jnp.zeros((1, *shape), jnp.float32)))
     tx = optim.optimizer(config.train, probe['params'], steps_per_epoch)
     return model, tx, state_lib.abstract(model, tx, shape, config.seed, config.num_seeds, mesh)
 

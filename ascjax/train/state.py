@@ -27,14 +27,23 @@ class TrainState:
     opt_state: Any
     norm_stats: Any          # Global FreqNorm's per-bin statistics ({} for other models)
     train_keys: jax.Array    # [K, 2] uint32: keys for augmentation and dropout
+    quant_stats: Any = struct.field(default_factory=dict)   # QAT activation ranges (qwix), or {}
 
     @property
     def num_seeds(self) -> int:
         return self.train_keys.shape[0]
 
+    def mutable(self) -> dict:
+        """The collections a training forward pass updates: batch_stats, and quant_stats under
+        quantisation-aware training. `replace(**mutable)` puts updated ones back."""
+        out = {'batch_stats': self.batch_stats}
+        if self.quant_stats:
+            out['quant_stats'] = self.quant_stats
+        return out
+
     def variables(self) -> dict:
         """Variables for model.apply, still with the seed axis."""
-        out = {'params': self.params, 'batch_stats': self.batch_stats}
+        out = {'params': self.params, **self.mutable()}
         if self.norm_stats:
             out['norm_stats'] = self.norm_stats
         return out
@@ -49,7 +58,8 @@ def _init_one(model: nn.Module, tx: optax.GradientTransformation, inputs: tuple,
     variables = model.init({'params': jax.random.fold_in(key, 0)}, *inputs, train=False)
     params = variables['params']
     return (params, variables.get('batch_stats', {}), tx.init(params),
-            variables.get('norm_stats', {}), jax.random.fold_in(key, 1))
+            variables.get('norm_stats', {}), jax.random.fold_in(key, 1),
+            variables.get('quant_stats', {}))
 
 
 def _init_fn(model, tx, seed: int, num_seeds: int):

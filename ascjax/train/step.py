@@ -20,8 +20,9 @@ from ascjax.train import augment
 from ascjax.train import mesh as mesh_lib
 from ascjax.train.state import TrainState
 
-# (params, batch_stats, opt_state, norm_stats, train_key, step, batch)
-#     -> (params, batch_stats, opt_state, metrics): one seed's update on the shared global batch.
+# (params, mutable, opt_state, norm_stats, train_key, step, batch)
+#     -> (params, mutable, opt_state, metrics): one seed's update on the shared global batch, where
+# `mutable` is the dict of collections a training forward pass updates (TrainState.mutable()).
 Update = Callable[..., tuple]
 
 
@@ -43,13 +44,13 @@ def make_step(update: Update, state_shardings, mesh, schedule=None,
     def step(state: TrainState, batch: dict):
         if prepare is not None:
             batch = prepare(batch)
-        params, batch_stats, opt_state, metrics = per_seed(
-            state.params, state.batch_stats, state.opt_state, state.norm_stats, state.train_keys,
+        params, mutable, opt_state, metrics = per_seed(
+            state.params, state.mutable(), state.opt_state, state.norm_stats, state.train_keys,
             state.step, batch)
         if schedule is not None:
             metrics['learning_rate'] = schedule(state.step)
-        return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                             opt_state=opt_state), metrics
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                             **mutable), metrics
 
     return jax.jit(step, donate_argnums=(0,),
                    in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
@@ -57,7 +58,7 @@ def make_step(update: Update, state_shardings, mesh, schedule=None,
 
 
 def classifier_update(model: nn.Module, tx, cfg, num_classes: int, translate, params,
-                      batch_stats, opt_state, norm_stats, train_key, step, batch):
+                      mutable, opt_state, norm_stats, train_key, step, batch):
     """One update of one seed's classifier: (translator) -> augment -> loss -> update.
 
     `translate(key, x, batch) -> x` is the device-translator augmentation or None. With `teacher`
@@ -80,22 +81,21 @@ def classifier_update(model: nn.Module, tx, cfg, num_classes: int, translate, pa
     extra = {'norm_stats': norm_stats} if norm_stats else {}
 
     def loss_fn(p):
-        logits, updates = model.apply({'params': p, 'batch_stats': batch_stats, **extra}, x,
-                                      train=True, mutable=['batch_stats'],
-                                      rngs={'dropout': keys['dropout']})
+        logits, updates = model.apply({'params': p, **mutable, **extra}, x, train=True,
+                                      mutable=list(mutable), rngs={'dropout': keys['dropout']})
         logits = logits.astype(jnp.float32)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         if distill:
             kl = optax.losses.kl_divergence(jax.nn.log_softmax(logits / temperature), teacher)
             loss = (1 - alpha) * loss + alpha * temperature ** 2 * kl.mean()
-        return loss, (logits, updates['batch_stats'])
+        return loss, (logits, updates)
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, (logits, mutable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads),
                'accuracy': jnp.mean(jnp.argmax(logits, -1) == labels)}
-    return params, batch_stats, opt_state, metrics
+    return params, mutable, opt_state, metrics
 
 
 def make_train_step(model: nn.Module, tx, config, schedule, state_shardings, mesh,

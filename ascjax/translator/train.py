@@ -46,21 +46,21 @@ def loss_fn(kind: str, prediction: jax.Array, target: jax.Array) -> jax.Array:
     raise ValueError(f'--config.train.loss={kind!r}: expected l1 or l2')
 
 
-def translator_update(model: UNet, tx, cfg, params, batch_stats, opt_state, norm_stats,
+def translator_update(model: UNet, tx, cfg, params, mutable, opt_state, norm_stats,
                       train_key, step, batch):
     """One update of one seed's translator: translate A to batch['device'], regress X."""
     del norm_stats, train_key, step      # no augmentation: A and X must stay time-aligned
 
     def objective(p):
-        y, updates = model.apply({'params': p, 'batch_stats': batch_stats}, batch['spectrogram'],
-                                 batch['device'], train=True, mutable=['batch_stats'])
-        return loss_fn(cfg.loss, y, batch['target']).mean(), updates['batch_stats']
+        y, updates = model.apply({'params': p, **mutable}, batch['spectrogram'],
+                                 batch['device'], train=True, mutable=list(mutable))
+        return loss_fn(cfg.loss, y, batch['target']).mean(), updates
 
-    (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    (loss, mutable), grads = jax.value_and_grad(objective, has_aux=True)(params)
     identity = loss_fn(cfg.loss, batch['spectrogram'], batch['target']).mean()
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, batch_stats, opt_state, {'loss': loss, 'identity_loss': identity,
+    return params, mutable, opt_state, {'loss': loss, 'identity_loss': identity,
                                             'grad_norm': optax.global_norm(grads)}
 
 

@@ -18,6 +18,7 @@ and after each of the four stages, with lambda = 0.1.
 
 import ml_collections
 
+from ascjax.compress import qat
 from ascjax.models.norms import POSITIONS
 
 # row: (model name, tau, norm, norm positions, paper accuracy or None, extras)
@@ -123,6 +124,9 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
     # Device-translator augmentation (ascjax.translator): with a translator workdir, device-A
     # training examples are replaced, with this probability, by their translation to a random
     # device that the translator was trained on.
+    # 8-bit quantisation-aware training (ascjax.compress.qat, qwix): weights per output channel,
+    # activations with static ranges.
+    config.qat = qat.default_config()
     config.translator = ml_collections.ConfigDict({
         'workdir': '', 'probability': 0.5, 'required': row.endswith('_translator')})
     if 'runlocal' in options:          # a smoke run on a laptop CPU
@@ -132,6 +136,19 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
         config.train.warmup_epochs = 0.2
         config.train.log_every_steps = 5
         config.eval.batch_size = 16
+    # Phases of mod8_resnorm_kd_compressed (experiments/compress.sh runs them in order), each a
+    # fine-tune of the previous phase's workdir (--config.train.init_from) with the teacher's
+    # logits: `prune` zeroes 89% of the convolution kernels by global magnitude at its first
+    # update [QTI: 89%, one shot]; `qat` keeps those zeros (masks recomputed from them at step 0)
+    # and trains 8-bit weights and activations. [U] lr and epochs of both.
+    if 'prune' in options or 'qat' in options:
+        config.train.prune.update(sparsity=0.89, at_step=0, scope='global')
+        config.train.learning_rate = 0.01
+        config.train.warmup_epochs = 0.0
+        config.train.num_epochs = 20
+    if 'qat' in options:
+        config.qat.enabled = True
+        config.train.learning_rate = 0.002
     if 'demo' in options:              # `make demo`: a short schedule on the demo set
         config.data.preset = 'demo'
         config.train.batch_size = 32
