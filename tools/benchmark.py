@@ -4,6 +4,16 @@ Every record carries the host, backend, device count, versions, dtype, batch siz
 thread count, and min / median / p90 over repeated runs after warm-up (`block_until_ready` on every
 timed JAX call). Speed targets live here, never in tests.
 
+Section `models` also times the PyTorch reference model (tests/torch_reference.py, via
+tools/bench_torch.py; on CUDA when available) when torch imports: train steps in NCHW,
+channels_last and torch.compile, B = 1 latency with and without the log-mel front end, interleaved
+with the JAX variants in rounds so that a noisy machine slows all of them alike; JAX records get
+`speedup_vs_torch_best` (best torch median / JAX median). On CPU each torch variant is timed at
+torch's default thread count and at 1 thread (--torch_threads), with OMP_WAIT_POLICY=PASSIVE
+(--torch_omp_passive): on a CPU shared with other work, spinning OpenMP threads made torch up to
+100x slower. Section `compile` times the JAX Mod-8 train-step compilation in fresh processes,
+without and with the persistent compilation cache.
+
     python tools/benchmark.py --out=bench/results.json [--only=pipeline,models] [--repeats=N]
 """
 
@@ -12,20 +22,44 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
 from absl import app, flags
 
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
-flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator'], 'Sections to run.')
+flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'compile'],
+                  'Sections to run (compile_child: internal, one compile measurement).')
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
 flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
                   '(minutes per step on CPU).')
+flags.DEFINE_bool('torch', True, 'In `models`, also time the PyTorch reference model (skipped '
+                  'when torch does not import).')
+flags.DEFINE_bool('torch_compile', True, 'Also time torch.compile(model) train steps.')
+flags.DEFINE_float('torch_compile_limit_s', 300, 'Give up (and record why) when the first '
+                   'torch.compile train step takes longer than this; 0: no limit.')
+flags.DEFINE_list('torch_threads', ['0'], 'torch intra-op thread counts to time each torch '
+                  'setting with (0: torch\'s default); on CUDA only the first. Add 1 on a CPU '
+                  'shared with other work, where torch\'s OpenMP barriers can make its default '
+                  'several times slower.')
+flags.DEFINE_bool('torch_omp_passive', True, 'Set OMP_WAIT_POLICY=PASSIVE (unless already '
+                  'set; process-wide) before torch loads: with spinning OpenMP threads, B = 1 '
+                  'torch inference on a 2-core CPU busy with other work was ~100x slower (1.5 s '
+                  'vs 16 ms, Mod-1).')
+flags.DEFINE_integer('latency_runs', 100, 'Timed B = 1 inference runs per variant (NeuroBench '
+                     'style: median and p90 latency per 10-s clip).')
+flags.DEFINE_string('compile_cache_dir', None, 'compile_child only: the persistent compilation '
+                    'cache directory (none: the cache is disabled).')
 FLAGS = flags.FLAGS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SCRATCH = {}
 
 
 def environment() -> dict:
@@ -51,10 +85,52 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    times.sort()
+    return _summary(times)
+
+
+def _summary(times: list[float]) -> dict:
+    times = sorted(times)
     return {'min_s': times[0], 'median_s': times[len(times) // 2],
             'p90_s': times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
-            'repeats': repeats}
+            'repeats': len(times)}
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
+                warmup: int = 1) -> dict[str, dict]:
+    """`timed` of every fn, run in `repeats` rounds that call each fn once (the order rotated
+    from round to round), so that a noisy neighbour slows every variant alike."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for i in range(len(names)):
+            name = names[(r + i) % len(names)]
+            getattr(fns[name], 'prepare', lambda: None)()    # untimed set-up (torch threads)
+            times[name].append(timed(fns[name], 1, warmup=0)['min_s'])
+    return {name: _summary(t) for name, t in times.items()}
+
+
+def _scratch_dir() -> str:
+    """A fresh directory under .cache/scratch for this run (removed at exit)."""
+    if 'dir' not in _SCRATCH:
+        parent = os.path.join(ROOT, '.cache', 'scratch')
+        os.makedirs(parent, exist_ok=True)
+        _SCRATCH['dir'] = tempfile.mkdtemp(prefix='bench-', dir=parent)
+    return _SCRATCH['dir']
+
+
+def _bench_torch():
+    """tools/bench_torch.py, or None when torch (or the reference model) does not import."""
+    if not FLAGS.torch:
+        return None
+    try:
+        import bench_torch
+    except ImportError as e:
+        print(f'benchmark: torch records skipped ({e})', file=sys.stderr)
+        return None
+    return bench_torch
 
 
 def bench_pipeline(repeats: int) -> list[dict]:
@@ -110,42 +186,164 @@ def _train_step_fn(model, batch_size: int, shape: tuple[int, ...]):
     return jax.jit(step, donate_argnums=(0,)), state, x, y
 
 
-def bench_models(repeats: int) -> list[dict]:
-    """Train step (B=32) and inference (B=1) of Mod-1 / Mod-8, and single layers, per conv_impl."""
+def bench_models(repeats: int):
+    """Train step (B = 32) and B = 1 inference latency of Mod-1 / Mod-8 + ResNorm per conv_impl,
+    the PyTorch reference interleaved with them (when torch imports), then single layers."""
+    bt = _bench_torch()
+    for tau in (1, 8):
+        impls = ['shift', 'xla'] if tau == 1 else ['shift'] + (['xla'] if FLAGS.slow else [])
+        yield from _bench_model(tau, impls, repeats, bt)
+        if bt is not None:
+            bt.release()          # the generator's frame (models, closures) is gone by now
+    yield from bench_layers(repeats)
+
+
+def _speedups(records: list[dict]) -> None:
+    """`speedup_vs_torch_best` (best torch median / JAX median) on the JAX records of a group."""
+    torch_recs = [r for r in records if r.get('framework') == 'torch' and 'median_s' in r]
+    if not torch_recs:
+        return
+    best = min(torch_recs, key=lambda r: r['median_s'])
+    for r in records:
+        if r.get('framework') == 'jax' and 'median_s' in r:
+            r['speedup_vs_torch_best'] = best['median_s'] / r['median_s']
+            r['torch_best'] = best['name']
+
+
+def _torch_tail(setting: str, threads: int, default: int) -> str:
+    """'torch NCHW', or 'torch NCHW 1 thread' for a thread count other than the first."""
+    if threads == default:
+        return f'torch {setting}'
+    return f'torch {setting} {threads} thread{"s" if threads > 1 else ""}'
+
+
+def _jax_inference(model, variables, x1, audio, fe) -> dict:
+    """B = 1 forward passes: {'excluded': log-mel -> logits, 'included': waveform -> log-mel ->
+    logits, one jitted function} (no 'included' when fe is None)."""
     import jax
-    from ascjax import models
-    shape = (256, 431, 1)
-    records = []
-    cases = [('bcresnet_mod', 1, 'shift'), ('bcresnet_mod', 1, 'xla'), ('bcresnet_mod', 8, 'shift')]
-    if FLAGS.slow:
-        cases.append(('bcresnet_mod', 8, 'xla'))
-    for name, tau, impl in cases:
-        model = models.create_model(name, tau=tau, norm='resnorm', norm_positions=models.POSITIONS,
-                                    conv_impl=impl)
-        label = f'Mod-{tau}+ResNorm conv_impl={impl}'
-        step, state, x, y = _train_step_fn(model, 32, shape)
+    from ascjax import features
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    fns = {'excluded': lambda: forward(variables, x1).block_until_ready()}
+    if fe is not None:
+        fused = jax.jit(lambda v, a: model.apply(v, features.logmel_jax(a, fe)[..., None],
+                                                 train=False))
+        fns['included'] = lambda: fused(variables, audio).block_until_ready()
+    return fns
+
+
+def _bench_model(tau: int, impls: list[str], repeats: int, bt):
+    import jax
+    from ascjax import features, models
+    shape, batch = (256, 431, 1), 32
+    label = f'Mod-{tau}+ResNorm'
+    torch_shape = (shape[2], shape[0], shape[1])                  # C, F, T
+    # Train steps: JAX per conv_impl, torch per setting and thread count; first calls (compiles),
+    # then interleaved rounds.
+    runs, records, jax_models, torch_models = {}, {}, {}, {}
+    for impl in impls:
+        model = models.create_model('bcresnet_mod', tau=tau, norm='resnorm',
+                                    norm_positions=models.POSITIONS, conv_impl=impl)
+        step, state, x, y = _train_step_fn(model, batch, shape)
         holder = {'state': state}
 
-        def run():
+        def run(step=step, holder=holder, x=x, y=y):
             holder['state'], loss = step(holder['state'], x, y)
             loss.block_until_ready()
-        start = time.perf_counter()
-        run()
-        compile_s = time.perf_counter() - start
-        stats = timed(run, repeats, warmup=1)
-        records.append({'name': f'train step: {label}', 'batch_size': 32, 'dtype': 'float32',
-                        'input_shape': list(shape), 'first_call_s': compile_s, **stats,
-                        'clips_per_s': 32 / stats['median_s'],
-                        'steps_per_s': 1 / stats['median_s']})
+        name = f'train step: {label} conv_impl={impl}'
+        records[name] = {'name': name, 'framework': 'jax', 'batch_size': batch,
+                         'dtype': 'float32', 'input_shape': list(shape),
+                         'first_call_s': timed(run, 1, warmup=0)['min_s']}
+        runs[name] = run
+        jax_models[impl] = (model, holder, x[:1])
+    if bt is not None:
+        dev = bt.device()
+        bt.setup(dev)
+        counts = bt.thread_counts(dev, [int(n) for n in FLAGS.torch_threads])
+        for setting in bt.SETTINGS:
+            for threads in counts:
+                tail = _torch_tail(setting, threads, counts[0])
+                name = f'train step: {label} {tail}'
+                bt.set_threads(threads)
+                rec = records[name] = {'name': name, 'batch_size': batch, 'dtype': 'float32',
+                                       'input_shape': list(torch_shape), **bt.info(dev)}
+                if setting == 'compile' and not FLAGS.torch_compile:
+                    rec['skipped'] = '--notorch_compile'
+                    continue
+                limit = FLAGS.torch_compile_limit_s if setting == 'compile' else 0
+                try:
+                    step, torch_model = bt._torch_train_step(tau, batch, torch_shape, dev,
+                                                             setting)
+                    step = bt.with_threads(step, threads)
+                    first, reason = bt.first_call(step, limit)
+                except Exception as e:  # noqa: BLE001 -- a torch failure must not stop JAX
+                    first, reason = None, f'{type(e).__name__}: {e}'[:300]
+                if reason is not None:
+                    rec['skipped'] = reason
+                    if setting == 'compile':
+                        bt.release()
+                    continue
+                rec['first_call_s'] = first
+                if setting == 'compile':
+                    rec['compile_s'] = first   # the first call compiles forward and backward
+                    rec['torch_compile_backend'] = 'inductor'
+                elif threads == counts[0]:
+                    torch_models[setting] = torch_model
+                runs[name] = step
+    stats = interleaved(runs, repeats, warmup=1)
+    for name, s in stats.items():
+        records[name].update(s, clips_per_s=batch / s['median_s'], steps_per_s=1 / s['median_s'])
+    _speedups(list(records.values()))
+    yield from records.values()
+    del runs
+    if bt is not None:
+        bt.release()
+
+    # B = 1 latency per 10-s clip, log-mel input (features excluded) and waveform input (included).
+    fe, skip_features = features.FrontEnd(), None
+    try:
+        features.mel_filterbank(fe)
+    except ImportError as e:            # librosa: the filterbank constant of both front ends
+        fe, skip_features = None, f'log-mel front end unavailable ({e})'
+    num_samples = 10 * features.FrontEnd().sample_rate
+    audio = 0.1 * jax.random.normal(jax.random.PRNGKey(3), (1, num_samples))
+    fns, groups = {}, {'excluded': {}, 'included': {}}
+    kinds = {'excluded': ('inference', 'log-mel, features excluded'),
+             'included': ('inference + log-mel', f'waveform {num_samples} samples at '
+                          f'{features.FrontEnd().sample_rate} Hz, features included')}
+
+    def add(kind, name_tail, fn, **fields):
+        prefix, what = kinds[kind]
+        name = f'{prefix}: {label} {name_tail}'
+        groups[kind][name] = {'name': name, 'batch_size': 1, 'dtype': 'float32',
+                              'features': what, **fields}
+        if fn is None:
+            groups[kind][name]['skipped'] = skip_features
+        else:
+            fns[name] = fn
+
+    for impl, (model, holder, x1) in jax_models.items():
         params, batch_stats, _ = holder['state']
-        forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
-        x1 = x[:1]
-        variables = {'params': params, 'batch_stats': batch_stats}
-        stats = timed(lambda: forward(variables, x1).block_until_ready(), max(repeats, 20), 2)
-        records.append({'name': f'inference: {label}', 'batch_size': 1, 'dtype': 'float32',
-                        'input_shape': list(shape), **stats, 'clips_per_s': 1 / stats['median_s']})
-    records += bench_layers(repeats)
-    return records
+        jfns = _jax_inference(model, {'params': params, 'batch_stats': batch_stats}, x1, audio,
+                              fe)
+        for kind in kinds:
+            add(kind, f'conv_impl={impl}', jfns.get(kind), framework='jax',
+                input_shape=list(shape) if kind == 'excluded' else [num_samples])
+    for setting, torch_model in torch_models.items():
+        tfns = bt._torch_inference(torch_model, torch_shape, num_samples, dev, setting, fe)
+        for threads in counts:
+            bt.set_threads(threads)
+            for kind in kinds:
+                fn = tfns.get(kind)
+                add(kind, _torch_tail(setting, threads, counts[0]),
+                    fn and bt.with_threads(fn, threads), **bt.info(dev),
+                    input_shape=list(torch_shape) if kind == 'excluded' else [num_samples])
+    stats = interleaved(fns, FLAGS.latency_runs, warmup=3)
+    for group in groups.values():
+        for name, rec in group.items():
+            if name in stats:
+                rec.update(stats[name], clips_per_s=1 / stats[name]['median_s'])
+        _speedups(list(group.values()))
+        yield from group.values()
 
 
 def bench_layers(repeats: int) -> list[dict]:
@@ -246,32 +444,118 @@ def bench_translator(repeats: int) -> list[dict]:
     return records
 
 
+def compile_child() -> dict:
+    """In this (fresh) process: trace + lower and compile the Mod-8+ResNorm train step
+    (conv_impl shift, B = 32), with the persistent compilation cache at --compile_cache_dir
+    (populated or read) or disabled."""
+    import jax
+    if FLAGS.compile_cache_dir:
+        jax.config.update('jax_compilation_cache_dir', FLAGS.compile_cache_dir)
+        jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+        jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+    else:
+        jax.config.update('jax_enable_compilation_cache', False)
+    from ascjax import models
+    model = models.create_model('bcresnet_mod', tau=8, norm='resnorm',
+                                norm_positions=models.POSITIONS, conv_impl='shift')
+    step, state, x, y = _train_step_fn(model, 32, (256, 431, 1))
+    start = time.perf_counter()
+    lowered = step.lower(state, x, y)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    compiled_at = time.perf_counter()
+    _, loss = compiled(state, x, y)
+    loss.block_until_ready()
+    return {'lower_s': lowered_at - start, 'compile_s': compiled_at - lowered_at,
+            'lower_and_compile_s': compiled_at - start,
+            'first_run_s': time.perf_counter() - compiled_at}
+
+
+def bench_compile(repeats: int):
+    """Compile time of the JAX Mod-8+ResNorm train step (conv_impl shift), each in a fresh process:
+    no cache; a persistent cache in a fresh directory (populated); the same cache again (read)."""
+    del repeats
+    cache = os.path.join(_scratch_dir(), 'jax_compilation_cache')
+    runs = [('cold, no persistent cache', None),
+            ('cold, populating the persistent cache', cache),
+            ('warm, persistent cache', cache)]
+    for what, cache_dir in runs:
+        command = [sys.executable, os.path.abspath(__file__), '--only=compile_child',
+                   f'--compile_cache_dir={cache_dir or ""}']
+        rec = {'name': f'compile: Mod-8+ResNorm train step conv_impl=shift, {what}',
+               'framework': 'jax', 'batch_size': 32, 'dtype': 'float32',
+               'input_shape': [256, 431, 1], 'persistent_cache': cache_dir is not None}
+        start = time.perf_counter()
+        try:
+            env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')  # beside this process
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
+            lines = [l for l in done.stdout.splitlines() if l.startswith('COMPILE_RESULT ')]
+            if done.returncode != 0 or not lines:
+                raise RuntimeError(f'exit {done.returncode}: {done.stderr.strip()[-300:]}')
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+            rec['skipped'] = f'{type(e).__name__}: {e}'[:400]
+        else:
+            result = json.loads(lines[-1][len('COMPILE_RESULT '):])
+            # The table's median column shows trace + lower + compile (one measurement).
+            rec.update(result, median_s=result['lower_and_compile_s'],
+                       min_s=result['lower_and_compile_s'],
+                       p90_s=result['lower_and_compile_s'], repeats=1)
+        rec['process_wall_s'] = time.perf_counter() - start
+        if cache_dir is not None and os.path.isdir(cache_dir):
+            rec['cache_entries'] = len(os.listdir(cache_dir))
+        yield rec
+
+
 SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_seeds,
-            'translator': bench_translator}
+            'translator': bench_translator, 'compile': bench_compile}
 
 
 def markdown(env: dict, records: list[dict]) -> str:
     lines = [f'Host {env["host"]} ({env["machine"]}, {env["cpu_count"]} CPUs), backend '
              f'{env["backend"]} x{env["device_count"]}, ' +
              ', '.join(f'{k} {v}' for k, v in env['versions'].items()), '',
-             '| benchmark | batch | median ms | p90 ms | clips/s |', '|---|---|---|---|---|']
+             'vs torch: best PyTorch median / this median (> 1: JAX faster). compile rows: one '
+             'trace + lower + compile in a fresh process.', '',
+             '| benchmark | batch | median ms | p90 ms | clips/s | vs torch |',
+             '|---|---|---|---|---|---|']
+
+    def number(value, fmt):
+        return '' if value is None else format(value, fmt)
     for r in records:
-        clips = r.get('clips_per_s')
-        lines.append(f'| {r["name"]} | {r.get("batch_size", "")} | {1e3 * r["median_s"]:.1f} | '
-                     f'{1e3 * r["p90_s"]:.1f} | {"" if clips is None else f"{clips:.1f}"} |')
+        name = r['name']
+        if 'skipped' in r:
+            name += f' (skipped: {r["skipped"][:80]})'
+        ms = {k: None if k not in r else 1e3 * r[k] for k in ('median_s', 'p90_s')}
+        speedup = number(r.get('speedup_vs_torch_best'), '.2f')
+        lines.append(f'| {name} | {r.get("batch_size", "")} | {number(ms["median_s"], ".1f")} | '
+                     f'{number(ms["p90_s"], ".1f")} | {number(r.get("clips_per_s"), ".1f")} | '
+                     f'{speedup + "x" if speedup else ""} |')
     return '\n'.join(lines) + '\n'
 
 
 def main(argv):
     del argv
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, ROOT)
+    if FLAGS.only == ['compile_child']:   # one measurement for bench_compile, in a fresh process
+        print('COMPILE_RESULT ' + json.dumps(compile_child()), flush=True)
+        return
+    # torch.compile's caches in this run's scratch directory: its first call is a cold compile.
+    os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(_scratch_dir(), 'inductor'))
+    os.environ.setdefault('TRITON_CACHE_DIR', os.path.join(_scratch_dir(), 'triton'))
+    if FLAGS.torch_omp_passive:    # read once, when torch's OpenMP runtime loads (environment())
+        os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     env = environment()
     records = []
     os.makedirs(os.path.dirname(FLAGS.out) or '.', exist_ok=True)
-    for section in FLAGS.only:
-        records += SECTIONS[section](FLAGS.repeats)
-        with open(FLAGS.out, 'w') as f:      # after every section: a cut-off run keeps its part
-            json.dump({'environment': env, 'records': records}, f, indent=2)
+    try:
+        for section in FLAGS.only:
+            for record in SECTIONS[section](FLAGS.repeats):
+                records.append(record)
+                with open(FLAGS.out, 'w') as f:  # after every record: a cut-off run keeps its part
+                    json.dump({'environment': env, 'records': records}, f, indent=2)
+    finally:
+        if 'dir' in _SCRATCH:
+            shutil.rmtree(_SCRATCH['dir'], ignore_errors=True)
     table = markdown(env, records)
     with open(os.path.splitext(FLAGS.out)[0] + '.md', 'w') as f:
         f.write(table)

@@ -1,7 +1,9 @@
 #!/bin/sh
-# The GPU check, on a device machine (JAX image without TensorFlow): the benchmark sections that
-# need no TF (train step / inference per conv_impl, single layers, seed-parallel, translator cost),
-# written to $OUT/gpu_results.json after every section, so a run cut off keeps what it measured.
+# The GPU check, on a device machine (JAX image with PyTorch, without TensorFlow): the benchmark
+# sections that need no TF -- train step / B = 1 latency per conv_impl with the PyTorch reference
+# interleaved (torch on CUDA: NCHW, channels_last, torch.compile), single layers, seed-parallel,
+# compile time (fresh processes, without / with the persistent cache), translator cost -- written
+# to $OUT/gpu_results.json after every record, so a run cut off keeps what it measured.
 #
 #   tools/gpu_check.sh [SECONDS]      (run from the repo root; wheels in .whl/ are installed first)
 set -u
@@ -11,7 +13,11 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
 fi
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
+# JAX and torch share the GPU: JAX preallocates this share (default .75), torch gets the rest.
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-.45}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-timeout "${1:-420}" python3 tools/benchmark.py --only=models,seeds,translator --slow \
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' \
+  || echo 'torch missing: JAX records only'
+timeout "${1:-420}" python3 tools/benchmark.py --only=models,seeds,compile,translator --slow \
   --repeats=20 --out="$OUT/gpu_results.json"
 echo "exit $?"
