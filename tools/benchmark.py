@@ -510,6 +510,48 @@ SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_s
             'translator': bench_translator, 'compile': bench_compile}
 
 
+def _find(records: list[dict], name: str) -> dict | None:
+    return next((r for r in records if r['name'] == name and 'median_s' in r), None)
+
+
+def targets(records: list[dict]) -> list[dict]:
+    """The speed targets (issue #7) with the measured ratio of this run, where both sides ran."""
+    out = []
+
+    def add(target, measured, goal, higher_is_better=True, detail=''):
+        if measured is not None:
+            met = measured >= goal if higher_is_better else measured <= goal
+            out.append({'target': target, 'measured': measured, 'goal': goal, 'met': met,
+                        'detail': detail})
+    for tau, goal in ((8, 1.5), (1, 1.2)):
+        r = _find(records, f'train step: Mod-{tau}+ResNorm conv_impl=shift')
+        if r and 'speedup_vs_torch_best' in r:
+            add(f'train step Mod-{tau}: torch best / ascjax', r['speedup_vs_torch_best'], goal,
+                detail=f'vs {r["torch_best"]}')
+    for tau in (1, 8):
+        for kind in ('inference', 'inference + log-mel'):
+            r = _find(records, f'{kind}: Mod-{tau}+ResNorm conv_impl=shift')
+            if r and 'speedup_vs_torch_best' in r:
+                add(f'{kind} B=1 Mod-{tau}: torch best / ascjax', r['speedup_vs_torch_best'], 1.3,
+                    detail=f'vs {r["torch_best"]}')
+    step = _find(records, 'train step: Mod-8+ResNorm conv_impl=shift')
+    for r in records:
+        if r['name'].startswith('pipeline:') and step and 'clips_per_s' in r:
+            add(f'{r["name"]} / Mod-8 train step clips/s', r['clips_per_s'] / step['clips_per_s'],
+                2.0)
+    one = _find(records, 'seed-parallel train step: Mod-1+ResNorm, K=1 seeds')
+    eight = _find(records, 'seed-parallel train step: Mod-1+ResNorm, K=8 seeds')
+    if one and eight:
+        add('seed-parallel K=8 / K=1 aggregate clips/s', eight['clips_per_s'] / one['clips_per_s'],
+            2.0)
+    cold = _find(records, 'compile: Mod-8+ResNorm train step conv_impl=shift, cold, no persistent '
+                          'cache')
+    if cold:
+        add('cold compile of the Mod-8 train step (s)', cold['median_s'], 30.0,
+            higher_is_better=False)
+    return out
+
+
 def markdown(env: dict, records: list[dict]) -> str:
     lines = [f'Host {env["host"]} ({env["machine"]}, {env["cpu_count"]} CPUs), backend '
              f'{env["backend"]} x{env["device_count"]}, ' +
@@ -530,6 +572,13 @@ def markdown(env: dict, records: list[dict]) -> str:
         lines.append(f'| {name} | {r.get("batch_size", "")} | {number(ms["median_s"], ".1f")} | '
                      f'{number(ms["p90_s"], ".1f")} | {number(r.get("clips_per_s"), ".1f")} | '
                      f'{speedup + "x" if speedup else ""} |')
+    goals = targets(records)
+    if goals:
+        lines += ['', '| target | measured | goal | met |', '|---|---|---|---|']
+        for t in goals:
+            sign = '>=' if 'compile' not in t['target'] else '<='
+            lines.append(f'| {t["target"]} {t["detail"]} | {t["measured"]:.2f} | {sign} '
+                         f'{t["goal"]:g} | {"yes" if t["met"] else "**no**"} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -556,6 +605,9 @@ def main(argv):
     finally:
         if 'dir' in _SCRATCH:
             shutil.rmtree(_SCRATCH['dir'], ignore_errors=True)
+    with open(FLAGS.out, 'w') as f:
+        json.dump({'environment': env, 'records': records, 'targets': targets(records)}, f,
+                  indent=2)
     table = markdown(env, records)
     with open(os.path.splitext(FLAGS.out)[0] + '.md', 'w') as f:
         f.write(table)
