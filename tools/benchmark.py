@@ -33,7 +33,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
-flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'compile'],
+flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'qat', 'compile'],
                   'Sections to run (compile_child: internal, one compile measurement).')
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
@@ -376,20 +376,24 @@ def bench_layers(repeats: int) -> list[dict]:
     return records
 
 
-def _time_classifier_step(k: int, repeats: int, translate=None) -> dict:
-    """The real train step of Mod-1 + ResNorm, K seeds vmapped, B = 32, 256 x 431."""
+def _time_classifier_step(k: int, repeats: int, translate=None, qat: bool = False) -> dict:
+    """The real train step of Mod-1 + ResNorm, K seeds vmapped, B = 32, 256 x 431 (8-bit QAT
+    with `qat`)."""
     import jax
+    import jax.numpy as jnp
     import numpy as np
     from experiments.configs import paper
-    from ascjax import features, models
+    from ascjax import features
+    from ascjax.compress import qat as qat_lib
     from ascjax.train import mesh as mesh_lib, optim, state as state_lib, step as step_lib
     config = paper.get_config('mod1_resnorm')
     config.num_seeds, config.train.batch_size = k, 32
+    config.qat.enabled = qat
     mesh = mesh_lib.data_mesh()
-    model = models.from_config(config.model)
+    model = qat_lib.model_from_config(config)
     shape = features.input_shape(config.data)
     params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                               np.zeros((1, *shape), np.float32)))['params']
+                                               jnp.zeros((1, *shape), jnp.float32)))['params']
     tx = optim.optimizer(config.train, params, 100)
     state = state_lib.create(model, tx, shape, config.seed, k, mesh)
     shardings = jax.tree.map(lambda a: a.sharding, state)
@@ -506,8 +510,20 @@ def bench_compile(repeats: int):
         yield rec
 
 
+def bench_qat(repeats: int) -> list[dict]:
+    """Mod-1 + ResNorm train step (K = 1, B = 32) in float and under 8-bit QAT (qwix: int8
+    weights per channel, int8 activations; depthwise convolutions as conv_impl 'einsum')."""
+    records = [{'name': 'train step: Mod-1+ResNorm, float', **_time_classifier_step(1, repeats)}]
+    r = _time_classifier_step(1, repeats, qat=True)
+    records.append({'name': 'train step: Mod-1+ResNorm, 8-bit QAT', **r,
+                    'overhead_vs_plain': r['median_s'] / records[0]['median_s']})
+    for r in records:
+        r['clips_per_s'] = 32 / r['median_s']
+    return records
+
+
 SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_seeds,
-            'translator': bench_translator, 'compile': bench_compile}
+            'translator': bench_translator, 'qat': bench_qat, 'compile': bench_compile}
 
 
 def _find(records: list[dict], name: str) -> dict | None:
