@@ -38,7 +38,8 @@ flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'qat', '
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
 flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
-                  '(minutes per step on CPU).')
+                  '(minutes per step on CPU), single layers per conv_impl and the width-16 '
+                  'translator.')
 flags.DEFINE_bool('torch', True, 'In `models`, also time the PyTorch reference model (skipped '
                   'when torch does not import).')
 flags.DEFINE_bool('torch_compile', True, 'Also time torch.compile(model) train steps.')
@@ -195,7 +196,8 @@ def bench_models(repeats: int):
         yield from _bench_model(tau, impls, repeats, bt)
         if bt is not None:
             bt.release()          # the generator's frame (models, closures) is gone by now
-    yield from bench_layers(repeats)
+    if FLAGS.slow:          # single layers, per conv_impl (~1 minute on 2 CPU cores)
+        yield from bench_layers(repeats)
 
 
 def _speedups(records: list[dict]) -> None:
@@ -413,7 +415,7 @@ def _time_classifier_step(k: int, repeats: int, translate=None, qat: bool = Fals
     run()
     first = time.perf_counter() - start
     return {'batch_size': 32, 'dtype': 'float32', 'input_shape': list(shape), 'seeds': k,
-            'first_call_s': first, **timed(run, repeats, warmup=1)}
+            'first_call_s': first, **timed(run, repeats, warmup=0)}   # the first call warmed it
 
 
 def bench_seeds(repeats: int) -> list[dict]:
@@ -434,7 +436,7 @@ def bench_translator(repeats: int) -> list[dict]:
     from ascjax.translator import augment, model as translator_model
     records = [{'name': 'train step: Mod-1+ResNorm, no translator',
                 **_time_classifier_step(1, repeats)}]
-    for width in (8, 16):
+    for width in ((8, 16) if FLAGS.slow else (8,)):
         unet = translator_model.UNet(features=width, depth=3)
         variables = jax.jit(lambda: unet.init(jax.random.PRNGKey(0), np.zeros((1, 256, 431, 1)),
                                               np.zeros((1,), np.int32), train=False))()
