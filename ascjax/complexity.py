@@ -120,6 +120,7 @@ def report(config, variables=None, dtype_map: str = 'float32') -> dict:
     stats = {k: v for k, v in flat.items() if k.split('/')[0] in STAT_COLLECTIONS}
     layers = layer_macs(model, shape)
     macs = sum(layer['macs'] for layer in layers)
+    size = size_bytes({**params, **stats}, dtype_map, nonzero=True)
     return {
         'row': config.get('row'),
         'model': dict(config.model),
@@ -128,11 +129,11 @@ def report(config, variables=None, dtype_map: str = 'float32') -> dict:
         'nonzero_params': sum(int(np.count_nonzero(v)) for v in params.values()),
         'bn_statistics': sum(int(np.prod(v.shape)) for v in stats.values()),
         'dtype_map': dtype_map,
-        'size_bytes': size_bytes({**params, **stats}, dtype_map, nonzero=True),
+        'size_bytes': size,
         'size_bytes_by_dtype_map': {m: size_bytes({**params, **stats}, m, nonzero=True)
                                     for m in DTYPE_MAPS},
         'size_bytes_bn_folded': bn_folded_bytes({**params, **stats}, dtype_map),
-        'over_128kb': size_bytes({**params, **stats}, dtype_map, nonzero=True) > LIMIT_BYTES,
+        'over_128kb': size > LIMIT_BYTES,
         'macs_per_clip': macs,
         'macs_per_second': macs / config.data.clip_seconds,
         'conv_macs_per_clip': sum(l['macs'] for l in layers if l['kind'] == 'conv'),

@@ -34,7 +34,7 @@ DEFAULT_NAME = 'model_int8.tflite'
 def _float_forward(config, variables):
     """x [1, F, T, 1] -> logits, the float network with `variables` (no quant_stats), as a function
     of x only. Depthwise convolutions as shifted multiply-adds, which the converter maps to int8
-    PAD/STRIDED_SLICE/MUL/ADD."""
+    PAD/SLICE/MUL/ADD."""
     model = models.from_config(config.model).clone(conv_impl='shift')
     variables = {k: v for k, v in variables.items() if k != 'quant_stats'}
     return lambda x: model.apply(variables, x, train=False).astype(jnp.float32)
@@ -70,8 +70,9 @@ def run_tflite(model: bytes | str, inputs: np.ndarray) -> np.ndarray:
     return np.stack(logits)
 
 
-def int8_ops(model: bytes) -> dict[str, int]:
-    """Operator name -> count, and how many operators read or write float32 (0 = fully int8)."""
+def int8_ops(model: bytes) -> dict:
+    """{'ops': operator name -> count, 'float_ops': how many operators other than (DE)QUANTIZE
+    read or write float32}."""
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_content=model)
     interpreter.allocate_tensors()

@@ -15,7 +15,7 @@ quantise each tap with its own per-tensor scale; under 'einsum' (same variables,
 sees the whole (taps, C) kernel of one einsum and quantises it per output channel. So the QAT model
 uses 'einsum' where the float model says 'shift' or 'auto' ('xla' is exact too, but slow on CPU).
 Nothing of BC-ResNet-Mod is left in float by qwix: BN/SSN statistics and affine parameters stay
-float32 (they are folded into the preceding convolution at export, `ascjax.compress.export`).
+float32, as the DCASE rule allows (TFLite's converter folds plain BN into the convolution at export).
 """
 
 from __future__ import annotations
@@ -61,4 +61,3 @@ def model_from_config(config) -> nn.Module:
     model = models.from_config(config.model)
     qat = config.get('qat')
     return quantize(model, qat) if qat is not None and qat.enabled else model
-
