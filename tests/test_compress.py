@@ -126,11 +126,11 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
     assert r['size_bytes'] == nonzero_kernels + 4 * rest
     assert r['size_bytes_bn_folded'] < r['size_bytes']
 
-    # int8 export: one .tflite that runs with LiteRT alone and follows the QAT model
+    # int8 export: one .tflite that runs with LiteRT alone and computes what the QAT model does
     from ascjax.compress import export
     e = export.export(quantised)
-    assert e['test_clips'] == 7 and e['qat']
-    assert e['float_ops'] <= 2, e['ops']       # only the delegate's float in/out around int8
+    assert e['test_clips'] == 7 and e['qat'] and e['calibration_clips'] == 0
+    assert e['ops']['QUANTIZE'] > 0 and e['int8_ops'] > 0, e['ops']
     check = (
         'import sys; sys.modules["jax"] = sys.modules["tensorflow"] = sys.modules["ascjax"] = None\n'
         'import numpy as np\n'
@@ -146,7 +146,15 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
     variables = state_lib.seed_slice(state, 0)
     ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x))
     theirs = export.run_tflite(e['tflite'], x)
-    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.9
+    assert e['max_abs_logit_diff'] == float(np.abs(ours - theirs).max())
+    # int8 rounding differs between runtimes by a step here and there: small next to the logits'
+    # spread (0.11 of 0.94 on this fixture), and every clip keeps its class
+    assert e['max_abs_logit_diff'] < 0.2 * np.ptp(ours)
+    assert e['argmax_agreement'] == 1.0
+    # a run trained without QAT: the activation ranges are calibrated on the training clips first
+    e = export.export(pruned)
+    assert not e['qat'] and e['calibration_clips'] == 8 and e['ops']['QUANTIZE'] > 0
+    assert e['argmax_agreement'] == 1.0
 
 
 def test_teacher_logits_must_cover_every_training_clip(tau_builder, tmp_path):

@@ -2,7 +2,7 @@
 # The GPU check, on a device machine (JAX image with PyTorch, without TensorFlow): the benchmark
 # sections that need no TF -- train step / B = 1 latency per conv_impl with the PyTorch reference
 # interleaved (torch on CUDA: NCHW, channels_last, torch.compile), single layers, seed-parallel,
-# compile time (fresh processes, without / with the persistent cache), translator cost -- written
+# compile time (fresh processes: cold, then warm persistent cache), translator cost -- written
 # to $OUT/gpu_results.json after every record, so a run cut off keeps what it measured.
 #
 #   tools/gpu_check.sh [SECONDS]      (run from the repo root; wheels in .whl/ are installed first)
