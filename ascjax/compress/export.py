@@ -191,6 +191,7 @@ if __name__ == '__main__':
     _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to export (latest checkpoint).')
     _OUT = flags.DEFINE_string('out', None, f'Output file (default WORKDIR/{DEFAULT_NAME}).')
     _CALIBRATION = flags.DEFINE_integer('calibration_clips', 200,
-                                        'Training clips that calibrate the activation ranges of a run trained without QAT.')
+                                        'Training clips that calibrate the activation ranges '
+                                        'of a run trained without QAT.')
     flags.mark_flag_as_required('workdir')
     app.run(main)

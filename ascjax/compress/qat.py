@@ -5,10 +5,11 @@
 qwix's `OdmlQatProvider` (the provider whose numerics match LiteRT/TFLite int8) rewrites the model's
 operations while it is traced: every convolution / einsum / dot weight is fake-quantised to int8,
 symmetric, one scale per output channel (absmax / 127.5, straight-through gradients), and, with
-`act_qtype`, every activation tensor gets a static int8 range kept in a `quant_stats` collection
-(moving averages of min/max, updated by training forward passes like `batch_stats`). The QAT model
-has the float model's `params` tree, so a float run's variables (`train.init_from`, pruned or not)
-start a QAT fine-tune directly, and the pruning masks keep working in the optimizer state.
+`act_qtype`, every activation tensor but those kept in float (below) gets a static int8 range kept
+in a `quant_stats` collection (moving averages of min/max, updated by training forward passes
+like `batch_stats`). The QAT model has the float model's `params` tree, so a float run's variables
+(`train.init_from`, pruned or not) start a QAT fine-tune directly, and the pruning masks keep
+working in the optimizer state.
 
 Depthwise convolutions: under conv_impl 'shift' qwix sees one multiply per kernel tap and would
 quantise each tap with its own per-tensor scale; under 'einsum' (same variables, same numbers) it
