@@ -97,9 +97,12 @@ def _summary(times: list[float]) -> dict:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
-                warmup: int = 1) -> dict[str, dict]:
+                warmup: int = 1, calls_per_turn: int = 1) -> dict[str, dict]:
     """`timed` of every fn, run in `repeats` rounds that call each fn once (the order rotated
-    from round to round), so that a noisy neighbour slows every variant alike."""
+    from round to round), so that a noisy neighbour slows every variant alike. With
+    `calls_per_turn` > 1 each turn first makes the other calls untimed: a train step that follows
+    another framework's step pays for paging its working set back in (a Mod-8 JAX step right after
+    a torch step took 11.7 s instead of 7.5 s), which is no part of either's training speed."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -109,7 +112,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int,
         for i in range(len(names)):
             name = names[(r + i) % len(names)]
             getattr(fns[name], 'prepare', lambda: None)()    # untimed set-up (torch threads)
-            times[name].append(timed(fns[name], 1, warmup=0)['min_s'])
+            times[name].append(timed(fns[name], 1, warmup=calls_per_turn - 1)['min_s'])
     return {name: _summary(t) for name, t in times.items()}
 
 
@@ -291,7 +294,8 @@ def _bench_model(tau: int, impls: list[str], repeats: int, bt):
                 elif threads == counts[0]:
                     torch_models[setting] = torch_model
                 runs[name] = step
-    stats = interleaved(runs, repeats, warmup=0)   # each first call above was the warm-up
+    # each first call above was the warm-up; then each turn is a step after a step of its own
+    stats = interleaved(runs, repeats, warmup=0, calls_per_turn=2)
     for name, s in stats.items():
         records[name].update(s, clips_per_s=batch / s['median_s'], steps_per_s=1 / s['median_s'])
     _speedups(list(records.values()))
