@@ -144,14 +144,15 @@ def export(workdir: str, out: str | None = None, calibration_clips: int = 200,
     test = pipeline.TfdsSource.from_builder(builder, 'test')
     trained_qat = bool(config.get('qat') and config.qat.enabled)
     qat_cfg = config.qat if trained_qat else qat.default_config()
+    float_model = models.from_config(config.model)
     if not trained_qat:   # post-training: the float weights, ranges calibrated by qwix
-        model = qat.quantize(models.from_config(config.model), qat_cfg)
+        model = qat.quantize(float_model, qat_cfg)
         train = pipeline.TfdsSource.from_builder(builder, 'train')
         calibration, _ = _arrays(train, np.unique(np.linspace(   # spread over devices, scenes
             0, len(train) - 1, min(calibration_clips, len(train))).astype(int)))
         variables = {**variables, 'quant_stats': qat.calibrate(
             model, variables, np.array_split(calibration, -(-len(calibration) // 32)))}
-    frozen = qat.conversion_model(models.from_config(config.model), qat_cfg, variables)
+    frozen = qat.conversion_model(float_model, qat_cfg, variables)
     float_variables = {k: v for k, v in variables.items() if k != 'quant_stats'}
     flatbuffer = convert(lambda x: frozen.apply(float_variables, x, train=False),
                          features.input_shape(config.data))

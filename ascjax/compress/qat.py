@@ -66,9 +66,9 @@ def rules(cfg) -> list:
     weights = QTYPES[cfg.weight_qtype]
     keep_float = [qwix.QuantizationRule(module_path='', op_names=FLOAT_TOP_LEVEL_OPS,
                                         weight_qtype=weights)]
-    if cfg.get('float_modules', FLOAT_MODULES):
-        keep_float.append(qwix.QuantizationRule(
-            module_path=cfg.get('float_modules', FLOAT_MODULES), weight_qtype=weights))
+    float_modules = cfg.get('float_modules', FLOAT_MODULES)   # runs saved before the field
+    if float_modules:
+        keep_float.append(qwix.QuantizationRule(module_path=float_modules, weight_qtype=weights))
     return keep_float + [qwix.QuantizationRule(module_path='.*', weight_qtype=weights,
                                                act_qtype=QTYPES[cfg.act_qtype])]
 
