@@ -11,9 +11,9 @@ from ascjax.compress import qat
 
 
 def _fake_quant_per_output_channel(kernel):
-    """int8, symmetric, one scale per output channel: qwix's absmax / 127.5 grid."""
-    scale = jnp.abs(kernel).reshape(-1, kernel.shape[-1]).max(0) / 127.5
-    return jnp.clip(jnp.round(kernel / scale), -128, 127) * scale
+    """int8, symmetric, one scale per output channel: LiteRT's absmax / 127 grid, [-127, 127]."""
+    scale = jnp.abs(kernel).reshape(-1, kernel.shape[-1]).max(0) / 127
+    return jnp.clip(jnp.round(kernel / scale), -127, 127) * scale
 
 
 @pytest.mark.parametrize('conv_impl', ['shift', 'xla'])

@@ -4,27 +4,40 @@
 
 qwix's `OdmlQatProvider` (the provider whose numerics match LiteRT/TFLite int8) rewrites the model's
 operations while it is traced: every convolution / einsum / dot weight is fake-quantised to int8,
-symmetric, one scale per output channel (absmax / 127.5, straight-through gradients), and, with
-`act_qtype`, every activation tensor but those kept in float (below) gets a static int8 range kept
-in a `quant_stats` collection (moving averages of min/max, updated by training forward passes
-like `batch_stats`). The QAT model has the float model's `params` tree, so a float run's variables
+symmetric, one scale per output channel (straight-through gradients), and, with `act_qtype`, the
+input of every operation but those kept in float (below) gets a static int8 range kept in a
+`quant_stats` collection (moving averages of min/max, updated by training forward passes like
+`batch_stats`). The QAT model has the float model's `params` tree, so a float run's variables
 (`train.init_from`, pruned or not) start a QAT fine-tune directly, and the pruning masks keep
 working in the optimizer state.
+
+Weights use LiteRT's int8 spec, [-127, 127] with scale absmax / 127 (`WEIGHT_CALIBRATION`).
+qwix's own symmetric range is [-127.5, 127.5] (scale absmax / 127.5), which rounds each channel's
+largest negative weight to -128, while LiteRT's converter stores the narrow range and makes it
+-127: that one weight per channel then differed between the QAT model and the export. On the
+full-preset Mod-8 this alone moved the logits by 0.02 on average (0.09 at most) from one
+frequency depthwise layer; with LiteRT's scale a weight-only export matches to 5e-7.
 
 Depthwise convolutions: under conv_impl 'shift' qwix sees one multiply per kernel tap and would
 quantise each tap with its own per-tensor scale; under 'einsum' (same variables, same numbers) it
 sees the whole (taps, C) kernel of one einsum and quantises it per output channel. So the QAT model
 uses 'einsum' where the float model says 'shift' or 'auto' ('xla' is exact too, but slow on CPU).
 
-Activations kept in float32 (`float_modules`, and the top level's average pool and output): the
-normalisations (ResNorm, FreqIN, RFN: `norm_*`) and the classifier that makes the logits.
-- An instance norm over int8 input amplifies one-step rounding differences: a frequency bin that is
-  constant but for one quantisation step (the log floor of a band-limited device) has a variance
-  of ~scale^2/T, so that one step comes out as ~sqrt(T) standard deviations. Two int8 runtimes
-  that round one value differently then disagree by several units at the norm's output. With the
-  norms in float, the compressed Mod-8's JAX and LiteRT logits differ 3x less.
-- Int8 logits tie: on a 256-step grid the top two classes share a value on >10% of the full
-  preset's test clips, which leaves the predicted class to the tie-break. LiteRT's converter
+Where activations are int8 (`float_modules` lists the rest): at the input of every 2-D
+convolution, i.e. the head conv, the transition 1x1 convs and the frequency depthwise convs, which
+carry 97% of the Mod-8's convolution MACs. They stay float32 in
+- the blocks' 1-D temporal branch (frequency mean, temporal depthwise, BN, SiLU, 1x1 conv: 2.3% of
+  the MACs) and their residual sums and ReLUs (`stageN/blockM` itself). A value of the 1-D branch
+  is broadcast over all frequency bins, so one rounding step there moves a whole column of the
+  block's output. Two runtimes round a value at a step boundary differently (float summation
+  order alone does), and with these activations int8 the compressed Mod-8's logits moved by 0.012
+  on average when its input moved by 1e-6 of its spread; with them float, by 0.0025.
+- the normalisations (ResNorm, FreqIN, RFN: `norm_*`). An instance norm over int8 input amplifies
+  one-step rounding differences: a frequency bin that is constant but for one quantisation step
+  (the log floor of a band-limited device) has a variance of ~scale^2/T, so that one step comes
+  out as ~sqrt(T) standard deviations.
+- the classifier and the top level's average pool and output. Int8 logits tie: on a 256-step grid
+  the top two classes share a value on >10% of the full preset's test clips. LiteRT's converter
   cannot give an int8 1x1 convolution a float output, so the classifier computes in float on its
   int8 kernel.
 Weights stay int8 everywhere; BN/SSN statistics and affine parameters stay float32, as the DCASE
@@ -32,6 +45,8 @@ rule allows.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +56,14 @@ from flax import linen as nn
 from ascjax import models
 
 QTYPES = {'int8': jnp.int8, '': None}
-FLOAT_MODULES = r'norm_.*|classifier_conv|classifier_out'
+FLOAT_MODULES = r'norm_.*|classifier_conv|classifier_out|stage\d+/block\d+(/(temporal_.*|pointwise))?'
 FLOAT_TOP_LEVEL_OPS = ('mean', 'final_output')   # the global average pool and the logits
+# Weights: symmetric int8 in [-127, 127] with scale absmax / 127, LiteRT's int8 weight spec. qwix's
+# own symmetric bound is 127.5 (scale absmax / 127.5), which rounds a channel's largest negative
+# weight to -128; LiteRT's converter stores weights in the narrow range [-127, 127], so that weight
+# came out one step smaller in the export. Widening qwix's calibrated range by 127.5 / 127 gives
+# LiteRT's scale exactly.
+WEIGHT_CALIBRATION = f'absmax,{127.5 / 127!r}'
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -64,13 +85,13 @@ def rules(cfg) -> list:
             raise ValueError(f'--config.qat.{field}={cfg[field]!r}: expected one of '
                              f'{sorted(QTYPES)}')
     weights = QTYPES[cfg.weight_qtype]
-    keep_float = [qwix.QuantizationRule(module_path='', op_names=FLOAT_TOP_LEVEL_OPS,
-                                        weight_qtype=weights)]
+    rule = functools.partial(qwix.QuantizationRule, weight_qtype=weights,
+                             weight_calibration_method=WEIGHT_CALIBRATION)
+    keep_float = [rule(module_path='', op_names=FLOAT_TOP_LEVEL_OPS)]
     float_modules = cfg.get('float_modules', FLOAT_MODULES)   # runs saved before the field
     if float_modules:
-        keep_float.append(qwix.QuantizationRule(module_path=float_modules, weight_qtype=weights))
-    return keep_float + [qwix.QuantizationRule(module_path='.*', weight_qtype=weights,
-                                               act_qtype=QTYPES[cfg.act_qtype])]
+        keep_float.append(rule(module_path=float_modules))
+    return keep_float + [rule(module_path='.*', act_qtype=QTYPES[cfg.act_qtype])]
 
 
 def provider(cfg):
