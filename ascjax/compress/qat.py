@@ -58,11 +58,7 @@ from ascjax import models
 QTYPES = {'int8': jnp.int8, '': None}
 FLOAT_MODULES = r'norm_.*|classifier_conv|classifier_out|stage\d+/block\d+(/(temporal_.*|pointwise))?'
 FLOAT_TOP_LEVEL_OPS = ('mean', 'final_output')   # the global average pool and the logits
-# Weights: symmetric int8 in [-127, 127] with scale absmax / 127, LiteRT's int8 weight spec. qwix's
-# own symmetric bound is 127.5 (scale absmax / 127.5), which rounds a channel's largest negative
-# weight to -128; LiteRT's converter stores weights in the narrow range [-127, 127], so that weight
-# came out one step smaller in the export. Widening qwix's calibrated range by 127.5 / 127 gives
-# LiteRT's scale exactly.
+# LiteRT's weight grid: scale absmax / 127 (qwix's absmax / 127.5 widened by 127.5 / 127)
 WEIGHT_CALIBRATION = f'absmax,{127.5 / 127!r}'
 
 
