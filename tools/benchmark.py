@@ -291,13 +291,20 @@ def _bench_model(tau: int, impls: list[str], repeats: int, bt):
                 if setting == 'compile':
                     rec['compile_s'] = first   # the first call compiles forward and backward
                     rec['torch_compile_backend'] = 'inductor'
-                elif threads == counts[0]:
+                    runs[name] = step
+                    continue
+                if threads == counts[0]:
                     torch_models[setting] = torch_model
-                runs[name] = step
+                # eager torch: its calls back to back right after the first (no cost of switching
+                # frameworks, so if anything in its favour); interleaving them too took ~1.5 min
+                rec.update(timed(step, repeats, warmup=0), protocol='consecutive')
     # each first call above was the warm-up; then each turn is a step after a step of its own
     stats = interleaved(runs, repeats, warmup=0, calls_per_turn=2)
     for name, s in stats.items():
-        records[name].update(s, clips_per_s=batch / s['median_s'], steps_per_s=1 / s['median_s'])
+        records[name].update(s, protocol='interleaved, 2 calls per turn')
+    for rec in records.values():
+        if 'median_s' in rec:
+            rec.update(clips_per_s=batch / rec['median_s'], steps_per_s=1 / rec['median_s'])
     _speedups(list(records.values()))
     yield from records.values()
     del runs
@@ -575,12 +582,15 @@ def targets(records: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(env: dict, records: list[dict]) -> str:
+def markdown(env: dict, records: list[dict], section_s: dict | None = None) -> str:
     lines = [f'Host {env["host"]} ({env["machine"]}, {env["cpu_count"]} CPUs), backend '
              f'{env["backend"]} x{env["device_count"]}, ' +
              ', '.join(f'{k} {v}' for k, v in env['versions'].items()), '',
              'vs torch: best PyTorch median / this median (> 1: JAX faster). compile rows: one '
              'trace + lower + compile in a fresh process.', '',
+             *(['Wall time per section: ' + ', '.join(f'{k} {v:.0f} s'
+                                                      for k, v in section_s.items()), '']
+               if section_s else []),
              '| benchmark | batch | median ms | p90 ms | clips/s | vs torch |',
              '|---|---|---|---|---|---|']
 
@@ -619,19 +629,23 @@ def main(argv):
     env = environment()
     records = []
     os.makedirs(os.path.dirname(FLAGS.out) or '.', exist_ok=True)
+    section_s, start = {}, time.perf_counter()
     try:
         for section in FLAGS.only:
+            section_start = time.perf_counter()
             for record in SECTIONS[section](FLAGS.repeats):
                 records.append(record)
                 with open(FLAGS.out, 'w') as f:  # after every record: a cut-off run keeps its part
                     json.dump({'environment': env, 'records': records}, f, indent=2)
+            section_s[section] = round(time.perf_counter() - section_start, 1)
     finally:
         if 'dir' in _SCRATCH:
             shutil.rmtree(_SCRATCH['dir'], ignore_errors=True)
+    section_s['total'] = round(time.perf_counter() - start, 1)
     with open(FLAGS.out, 'w') as f:
-        json.dump({'environment': env, 'records': records, 'targets': targets(records)}, f,
-                  indent=2)
-    table = markdown(env, records)
+        json.dump({'environment': env, 'section_wall_s': section_s, 'records': records,
+                   'targets': targets(records)}, f, indent=2)
+    table = markdown(env, records, section_s)
     with open(os.path.splitext(FLAGS.out)[0] + '.md', 'w') as f:
         f.write(table)
     print(table)

@@ -56,7 +56,8 @@ from flax import linen as nn
 from ascjax import models
 
 QTYPES = {'int8': jnp.int8, '': None}
-FLOAT_MODULES = r'norm_.*|classifier_conv|classifier_out|stage\d+/block\d+(/(temporal_.*|pointwise))?'
+FLOAT_MODULES = (r'norm_.*|classifier_conv|classifier_out'
+                 r'|stage\d+/block\d+(/(temporal_.*|pointwise))?')   # a block's ops, its 1-D branch
 FLOAT_TOP_LEVEL_OPS = ('mean', 'final_output')   # the global average pool and the logits
 # LiteRT's weight grid: scale absmax / 127 (qwix's absmax / 127.5 widened by 127.5 / 127)
 WEIGHT_CALIBRATION = f'absmax,{127.5 / 127!r}'
