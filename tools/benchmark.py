@@ -55,6 +55,10 @@ flags.DEFINE_bool('torch_omp_passive', True, 'Set OMP_WAIT_POLICY=PASSIVE (unles
                   'vs 16 ms, Mod-1).')
 flags.DEFINE_integer('latency_runs', 100, 'Timed B = 1 inference runs per variant (NeuroBench '
                      'style: median and p90 latency per 10-s clip).')
+flags.DEFINE_bool('hugetlb', True, 'Linux: run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (as the '
+                  'Makefile sets it; re-executes this script with it unless GLIBC_TUNABLES already '
+                  'says glibc.malloc.hugetlb): malloc backs large buffers with transparent huge '
+                  'pages. Same process, so torch runs with it too.')
 flags.DEFINE_string('compile_cache_dir', None, 'compile_child only: the persistent compilation '
                     'cache directory.')
 FLAGS = flags.FLAGS
@@ -74,7 +78,7 @@ def environment() -> dict:
     return {'host': socket.gethostname(), 'machine': platform.machine(),
             'cpu_count': os.cpu_count(), 'backend': jax.default_backend(),
             'device_count': jax.device_count(), 'devices': str(jax.devices()[0].device_kind),
-            'versions': versions}
+            'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''), 'versions': versions}
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -273,6 +277,10 @@ def _bench_model(tau: int, impls: list[str], repeats: int, bt):
                                        'input_shape': list(torch_shape), **bt.info(dev)}
                 if setting == 'compile' and not FLAGS.torch_compile:
                     rec['skipped'] = '--notorch_compile'
+                    continue
+                if setting == 'NCHW' and tau > 1 and dev.type == 'cpu' and not FLAGS.slow:
+                    # ~1 min; slower than channels_last on this CPU in every run so far
+                    rec['skipped'] = 'CPU Mod-8 NCHW: with --slow'
                     continue
                 limit = FLAGS.torch_compile_limit_s if setting == 'compile' else 0
                 try:
@@ -615,8 +623,18 @@ def markdown(env: dict, records: list[dict], section_s: dict | None = None) -> s
     return '\n'.join(lines) + '\n'
 
 
+def _with_hugetlb() -> None:
+    """Re-executes this script with malloc's transparent huge pages on (see --hugetlb)."""
+    tunables = os.environ.get('GLIBC_TUNABLES', '')
+    if FLAGS.hugetlb and sys.platform == 'linux' and 'glibc.malloc.hugetlb' not in tunables:
+        value = ':'.join(filter(None, [tunables, 'glibc.malloc.hugetlb=1']))
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ,
+                                                               'GLIBC_TUNABLES': value})
+
+
 def main(argv):
     del argv
+    _with_hugetlb()
     sys.path.insert(0, ROOT)
     if FLAGS.only == ['compile_child']:   # one measurement for bench_compile, in a fresh process
         print('COMPILE_RESULT ' + json.dumps(compile_child()), flush=True)
