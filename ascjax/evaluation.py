@@ -4,6 +4,14 @@ the standard deviation over seeds; per-class accuracy, confusion matrix, plots.
 Overall is the mean over all test clips, as in the paper (TAU's test split has the same number of
 clips per device, so it equals the mean over devices there). Log loss is the DCASE 2021 ranking
 metric: mean negative log-probability of the true class, probabilities clipped to [1e-15, 1].
+
+A run whose config has the paper's numbers (`config.paper`, every row of
+experiments/configs/paper.py) gets the paper's row under its own in the accuracy tables, with the
+difference ours - paper per device. The paper's numbers are on TAU Urban Acoustic Scenes 2020
+Mobile; a run on other data (the synthetic set) is labelled not comparable, above the table and in
+the rows.
+
+    python -m ascjax.evaluation WORKDIR [WORKDIR ...]     # their tables, side by side
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import numpy as np
 import scipy.special
 
 from ascjax.data import layout
+
+TAU = 'tau2020mobile'   # the paper's data: only runs on it compare with its numbers
 
 
 def device_name(device_id: int) -> str:
@@ -59,22 +69,64 @@ def results(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -> dict
     }
 
 
+def _row(cells) -> str:
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def _comparable(r: dict) -> bool:
+    """Whether a run's numbers can be set against the paper's: only on the paper's data."""
+    return r.get('dataset') == TAU
+
+
+def _paper_rows(r: dict, columns: list[str]) -> list[str]:
+    """The paper's row and ours - paper, per device, under a run that has paper numbers."""
+    paper, ours = r['paper'], r['accuracy']
+    given = lambda c: paper.get(c) is not None   # a config may leave cells out, as the paper '-'
+    where = 'TAU20' if _comparable(r) else (f'TAU20; ours on {r.get("dataset") or "unknown"} '
+                                             'data, not comparable')
+    numbers = [f'{paper[c]:.1f}' if given(c) else '' for c in (*columns, 'overall', 'std')]
+    diffs = [f'{ours[c] - paper[c]:+.1f}' if c in ours and given(c) else ''
+             for c in (*columns, 'overall')]
+    return [_row([f'paper: {paper["method"]} ({where})', paper.get('params') or '', *numbers]),
+            _row(['ours - paper' + ('' if _comparable(r) else ' (not comparable)'), '', *diffs,
+                  ''])]
+
+
+def _paper_note(rows: dict[str, dict]) -> str:
+    """The lines above a table with paper rows: what they are, and which runs are not comparable."""
+    with_paper = [m for m, r in rows.items() if r.get('paper')]
+    if not with_paper:
+        return ''
+    note = ("Paper rows: the QTI report's accuracy on TAU Urban Acoustic Scenes 2020 Mobile, "
+            'development fold 1 (Kim et al., arXiv 2206.13909).\n')
+    if other := [m for m in with_paper if not _comparable(rows[m])]:
+        data = sorted({str(rows[m].get('dataset') or 'unknown') for m in other})
+        note += (f'NOT COMPARABLE: {", ".join(other)} ran on {", ".join(data)} data, not TAU20: '
+                 'the paper rows under them are for reference only.\n')
+    return note + '\n'
+
+
 def table(rows: dict[str, dict], params: dict[str, int] | None = None,
           metric: str = 'accuracy') -> str:
     """The paper's table: Method | #Param | A | B | C | S1..S6 | Overall | Std. Dev, one row per
-    results dict; Std. Dev is the std over seeds of the overall figure."""
+    results dict; Std. Dev is the std over seeds of the overall figure. In the accuracy table a
+    run with paper numbers (results 'paper', 'dataset': see `write`) is followed by the paper's
+    row and ours - paper per device, labelled not comparable unless the run was on TAU20 (the
+    paper reports no log loss)."""
     columns = [c for c in [d.upper() for d in layout.EVAL_DEVICES] + ['unknown']
                if any(c in r[metric] for r in rows.values())]
     head = ['Method', '#Param', *columns, 'Overall', 'Std. Dev']
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    lines = [_row(head), '|' + '---|' * len(head)]
     fmt = (lambda v: f'{v:.1f}') if metric == 'accuracy' else (lambda v: f'{v:.3f}')
     for method, r in rows.items():
         n = (params or {}).get(method)
-        cells = [method, f'{n / 1000:.1f}k' if n else '', *(fmt(r[metric][c]) if c in r[metric]
-                                                              else '' for c in columns),
-                 fmt(r[metric]['overall']), fmt(r['std'][metric]['overall'])]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
+        lines.append(_row([method, f'{n / 1000:.1f}k' if n else '',
+                           *(fmt(r[metric][c]) if c in r[metric] else '' for c in columns),
+                           fmt(r[metric]['overall']), fmt(r['std'][metric]['overall'])]))
+        if metric == 'accuracy' and r.get('paper'):
+            lines += _paper_rows(r, columns)
+    note = _paper_note(rows) if metric == 'accuracy' else ''
+    return note + '\n'.join(lines) + '\n'
 
 
 def plot(r: dict, out_dir: str) -> list[str]:
@@ -111,10 +163,23 @@ def plot(r: dict, out_dir: str) -> list[str]:
     return paths
 
 
+def run_info(workdir: str) -> dict:
+    """'paper' (the row's paper numbers or None) and 'dataset' of the workdir's config.json,
+    which training writes when it starts; {} without one."""
+    path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        config = json.load(f)
+    return {'paper': config.get('paper'), 'dataset': config.get('data', {}).get('dataset')}
+
+
 def write(r: dict, workdir: str, method: str, params: int | None = None) -> None:
-    """results.json, results.md (accuracy and log-loss tables) and plots/ in workdir."""
+    """results.json (with the paper numbers and dataset of the run, so tables of it need no
+    config), results.md (accuracy and log-loss tables) and plots/ in workdir."""
+    r = {**r, 'method': method, 'params': params, **run_info(workdir)}
     with open(os.path.join(workdir, 'results.json'), 'w') as f:
-        json.dump({**r, 'method': method, 'params': params}, f, indent=2)
+        json.dump(r, f, indent=2)
     with open(os.path.join(workdir, 'results.md'), 'w') as f:
         f.write('Accuracy (%)\n\n' + table({method: r}, {method: params}) + '\nLog loss\n\n'
                 + table({method: r}, {method: params}, 'log_loss'))
@@ -122,17 +187,23 @@ def write(r: dict, workdir: str, method: str, params: int | None = None) -> None
 
 
 def load(workdir: str) -> tuple[str, dict, int | None]:
-    """(method name, results, parameter count) of a finished training workdir."""
+    """(method name, results, parameter count) of a finished training workdir; results written
+    before they recorded the paper numbers get them from the workdir's config.json."""
     with open(os.path.join(workdir, 'results.json')) as f:
         r = json.load(f)
+    if 'dataset' not in r:
+        r.update(run_info(workdir))
     return r.get('method') or os.path.basename(os.path.normpath(workdir)), r, r.get('params')
 
 
 def compare(workdirs: list[str]) -> str:
-    """Accuracy and log-loss tables of several workdirs, side by side in the paper's layout."""
+    """Accuracy and log-loss tables of several workdirs, side by side in the paper's layout. Runs
+    of the same row (e.g. the pruning and QAT phases) are told apart by their workdir's name."""
     rows, params = {}, {}
     for workdir in workdirs:
         name, r, n = load(workdir)
+        if name in rows:
+            name = f'{name} ({os.path.basename(os.path.normpath(workdir))})'
         rows[name], params[name] = r, n
     return ('Accuracy (%)\n\n' + table(rows, params) + '\nLog loss\n\n'
             + table(rows, params, 'log_loss'))

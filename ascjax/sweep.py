@@ -20,7 +20,9 @@ The runner
    ROOT/name/log.txt; a point whose workdir already has results.json is skipped, so a rerun
    resumes (and train itself resumes an interrupted point from its last checkpoint). A workdir
    whose config.json disagrees with the point's overrides is reported, never reused;
-4. collects every finished point into ROOT/results.csv and ROOT/results.md.
+4. collects every finished point into ROOT/results.csv and ROOT/results.md; a point of a paper
+   row gets the paper's numbers under its own (ascjax.evaluation.table), labelled not
+   comparable unless it ran on TAU20.
 
 A point that fails is reported with its log path; the others still run and are collected, and the
 exit status is 1 when any selected point has no results at the end.
@@ -283,17 +285,20 @@ def run(points: Sequence[Point], root: str, extra: Sequence[str] = (),
 
 def _params(workdir: str, results: dict) -> int | None:
     """The parameter count: results.json's 'params' if train wrote one, else the #Param cell of
-    the workdir's results.md (rounded to 0.1k there)."""
+    the first row (the run's own; paper rows follow it) of the workdir's results.md, rounded to
+    0.1k there."""
     if isinstance(results.get('params'), int):
         return results['params']
     try:
         with open(os.path.join(workdir, 'results.md')) as f:
-            for line in f:
-                cells = [c.strip() for c in line.strip().strip('|').split('|')]
-                if len(cells) > 1 and re.fullmatch(r'[\d.]+k', cells[1]):
-                    return round(float(cells[1][:-1]) * 1000)
+            lines = f.read().splitlines()
     except OSError:
-        pass
+        return None
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith('|---'):
+            cells = [c.strip() for c in lines[i + 1].strip().strip('|').split('|')]
+            found = len(cells) > 1 and re.fullmatch(r'[\d.]+k', cells[1])
+            return round(float(cells[1][:-1]) * 1000) if found else None
     return None
 
 
@@ -313,8 +318,7 @@ def collect(points: Sequence[Point], root: str) -> dict[str, str]:
         status, detail = state(p, root)
         if status == 'done':
             try:
-                with open(detail) as f:
-                    finished[p.name] = json.load(f)
+                finished[p.name] = evaluation.load(os.path.dirname(detail))[1]
                 continue
             except (OSError, ValueError) as e:
                 problems[p.name] = f'unreadable {detail}: {e}'
@@ -335,7 +339,7 @@ def collect(points: Sequence[Point], root: str) -> dict[str, str]:
         writer = csv.writer(f)
         writer.writerow(['name', 'config', *keys, *(f'accuracy_{d}' for d in devices),
                          'accuracy_overall', 'log_loss_overall', 'seeds', 'accuracy_std',
-                         'log_loss_std', 'params'])
+                         'log_loss_std', 'params', 'dataset', 'paper_accuracy_overall'])
         for name, r in finished.items():
             p = by_name[name]
             writer.writerow([
@@ -344,7 +348,8 @@ def collect(points: Sequence[Point], root: str) -> dict[str, str]:
                 *(f'{r["accuracy"][d]:.4f}' if d in r['accuracy'] else '' for d in devices),
                 f'{r["accuracy"]["overall"]:.4f}', f'{r["log_loss"]["overall"]:.6f}',
                 r.get('seeds', ''), f'{r["std"]["accuracy"]["overall"]:.4f}',
-                f'{r["std"]["log_loss"]["overall"]:.6f}', params[name] or ''])
+                f'{r["std"]["log_loss"]["overall"]:.6f}', params[name] or '',
+                r.get('dataset') or '', (r.get('paper') or {}).get('overall', '')])
 
     lines = [f'# Sweep {os.path.basename(os.path.normpath(root))}: '
              f'{len(finished)}/{len(points)} points finished\n']

@@ -212,6 +212,39 @@ def test_collect_writes_csv_and_md_and_flags_missing(tmp_path, capsys):
     assert '[1/2] lam0.05: done, skipped' in capsys.readouterr().out
 
 
+def test_collect_puts_the_paper_row_under_each_point_of_a_paper_row(tmp_path):
+    """A point's config.json (written by train) carries its row's paper numbers and dataset: the
+    results table shows the paper's row and ours - paper under it, not comparable off TAU20."""
+    from experiments.configs import paper
+    points = sweep.points_from([
+        {'name': 'on_tau', 'config': 'experiments/configs/paper.py:mod8_resnorm'},
+        {'name': 'on_synth', 'config': 'experiments/configs/paper.py:mod1'}])
+    root = tmp_path / 'root'
+
+    def config(row, dataset):
+        return {'row': row, 'paper': paper.paper_config(row).to_dict(),
+                'data': {'dataset': dataset}}
+    _fake_workdir(root, 'on_tau', config('mod8_resnorm', 'tau2020mobile'),
+                  {**_results(75.0), 'params': 314_970})
+    # results.json of an older train, without paper numbers; its #Param only in results.md,
+    # as the first row (paper rows follow it)
+    _fake_workdir(root, 'on_synth', config('mod1', 'synthetic'), _results(60.0))
+    (root / 'on_synth' / 'results.md').write_text(
+        'Note\n\n| Method | #Param | A |\n|---|---|---|\n| on_synth | 8.1k | 60 |\n'
+        '| paper: BC-ResNet-Mod-1 (TAU20) | 9.9k | 73.1 |\n')
+    assert sweep.collect(points, str(root)) == {}
+    md = (root / 'results.md').read_text()
+    assert 'NOT COMPARABLE: on_synth ran on synthetic data, not TAU20:' in md
+    assert '| paper: BC-ResNet-Mod-8 + ResNorm (TAU20) | 315k | 81.3 |' in md
+    assert '| ours - paper |  | -6.3 | +1.6 |' in md                   # 75.0 - 81.3, 76.0 - 74.4
+    assert '| paper: BC-ResNet-Mod-1 (TAU20; ours on synthetic data, not comparable) |' in md
+    assert '| ours - paper (not comparable) |  | -13.1 |' in md
+    rows = {r['name']: r for r in csv.DictReader(open(root / 'results.csv'))}
+    assert (rows['on_tau']['dataset'], rows['on_tau']['paper_accuracy_overall']) == (
+        'tau2020mobile', '75.2')
+    assert rows['on_synth']['dataset'] == 'synthetic' and rows['on_synth']['params'] == '8100'
+
+
 @pytest.fixture(scope='module')
 def data_dir(train_data_dir):
     return train_data_dir

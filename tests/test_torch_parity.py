@@ -1,6 +1,6 @@
 """Parity with PyTorch: converted checkpoints give the torch logits and input gradients.
 
-The torch models (tests/torch_reference.py) carry the official key scheme, random weights and
+The torch models (ascjax/torch_reference/model.py) carry the official key scheme, random weights and
 random BN/SSN affine and running statistics, so a wrong layout or a swapped channel / sub-band
 shows up in the logits. Everything runs in eval mode and float32.
 """
@@ -17,7 +17,7 @@ import pytest
 from ascjax.models import convert, create_model
 
 torch = pytest.importorskip('torch')
-from tests import torch_reference as ref  # noqa: E402  (needs torch)
+from ascjax.torch_reference import model as ref  # noqa: E402  (needs torch)
 
 torch.set_num_threads(2)
 

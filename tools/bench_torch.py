@@ -1,5 +1,5 @@
 """The PyTorch side of tools/benchmark.py: the reference BC-ResNet-Mod of the parity tests
-(tests/torch_reference.py, NCHW = N, C, F, T), trained and run the way the JAX models are timed.
+(ascjax/torch_reference/model.py, NCHW = N, C, F, T), trained and run the way the JAX models are timed.
 
 Device-agnostic: CUDA when `torch.cuda.is_available()`, else the CPU; every returned callable
 synchronises the device before it returns, so wall-clock timing of one call is the work of one call.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from tests import torch_reference as ref
+from ascjax.torch_reference import model as ref
 
 NUM_CLASSES, SUB_BANDS, NORM_LAMBDA = 10, 4, 0.1
 SETTINGS = ('NCHW', 'channels_last', 'compile')

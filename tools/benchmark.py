@@ -4,7 +4,7 @@ Every record carries the host, backend, device count, versions, dtype, batch siz
 thread count, and min / median / p90 over repeated runs after warm-up (`block_until_ready` on every
 timed JAX call). Speed targets live here, never in tests.
 
-Section `models` also times the PyTorch reference model (tests/torch_reference.py, via
+Section `models` also times the PyTorch reference model (ascjax/torch_reference/model.py, via
 tools/bench_torch.py; on CUDA when available) when torch imports: train steps in NCHW,
 channels_last and torch.compile, B = 1 latency with and without the log-mel front end, interleaved
 with the JAX variants in rounds so that a noisy machine slows all of them alike; JAX records get

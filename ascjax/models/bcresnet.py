@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from ascjax.models.layers import SubSpectralNorm, batch_norm, depthwise_conv, pointwise_conv
+from ascjax.models.layers import (SubSpectralNorm, batch_norm, depthwise_conv, kernel_init,
+                                  pointwise_conv)
 from ascjax.models.norms import FeatureNorm, check_norm_config
 
 Dtype = Any
@@ -51,6 +52,7 @@ class BCResBlock(nn.Module):
     sub_bands: int = 5
     dropout: float = 0.1
     conv_impl: str = 'auto'
+    weight_init: str = 'flax'
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -59,7 +61,7 @@ class BCResBlock(nn.Module):
         if not transition and self.freq_stride != 1:
             raise ValueError('a normal block keeps its identity shortcut, so it cannot stride')
         shortcut = x
-        conv_args = dict(conv_impl=self.conv_impl, dtype=self.dtype)
+        conv_args = dict(conv_impl=self.conv_impl, dtype=self.dtype, init=self.weight_init)
 
         if transition:
             x = pointwise_conv(self.features, name='transition_conv', **conv_args)(x)
@@ -93,6 +95,7 @@ class BCResStage(nn.Module):
     sub_bands: int = 5
     dropout: float = 0.1
     conv_impl: str = 'auto'
+    weight_init: str = 'flax'
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -100,20 +103,21 @@ class BCResStage(nn.Module):
         for j in range(self.num_blocks):
             x = BCResBlock(self.features, freq_stride=self.freq_stride if j == 0 else 1,
                            dilation=self.dilation, sub_bands=self.sub_bands, dropout=self.dropout,
-                           conv_impl=self.conv_impl, dtype=self.dtype,
-                           name=f'block{j + 1}')(x, train)
+                           conv_impl=self.conv_impl, weight_init=self.weight_init,
+                           dtype=self.dtype, name=f'block{j + 1}')(x, train)
         return x
 
 
 def conv_bn_relu_head(x: jax.Array, features: int, strides: tuple[int, int], train: bool,
-                      dtype: Dtype) -> jax.Array:
+                      dtype: Dtype, init: str = 'flax') -> jax.Array:
     """Head: 5x5 conv (pad 2, no bias) -> BN -> ReLU. Call inside a compact method.
 
     It stays an ``nn.Conv`` under both conv_impls: with one input channel it is not grouped, so
     XLA has no slow path to avoid here.
     """
     x = nn.Conv(features, (5, 5), strides=strides, padding=((2, 2), (2, 2)), use_bias=False,
-                dtype=dtype, param_dtype=jnp.float32, name='head_conv')(x)
+                dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init(init),
+                name='head_conv')(x)
     x = batch_norm(dtype, 'head_bn')(x, use_running_average=not train)
     return nn.relu(x)
 
@@ -141,6 +145,7 @@ class BCResNet(nn.Module):
     norm_positions: tuple[str, ...] = ()
     norm_lambda: float | None = None
     conv_impl: str = 'auto'
+    weight_init: str = 'flax'        # 'flax' | 'torch' (layers.kernel_init); config: model.init
     dtype: Dtype = jnp.float32
 
     STAGE_BLOCKS = (2, 2, 4, 4)
@@ -151,18 +156,19 @@ class BCResNet(nn.Module):
         check_norm_config(self.norm, self.norm_positions)
         base = int(8 * self.tau)
         widths = width_ratios(base)
-        conv_args = dict(conv_impl=self.conv_impl, dtype=self.dtype)
+        conv_args = dict(conv_impl=self.conv_impl, dtype=self.dtype, init=self.weight_init)
         norm = functools.partial(place_norm, norm=self.norm, positions=self.norm_positions,
                                  lam=self.norm_lambda, dtype=self.dtype)
 
         x = norm(x, 'input').astype(self.dtype)
-        x = conv_bn_relu_head(x, 2 * base, (2, 1), train, self.dtype)
+        x = conv_bn_relu_head(x, 2 * base, (2, 1), train, self.dtype, self.weight_init)
         self.sow('intermediates', 'head_out', x)
         for idx, (width, blocks) in enumerate(zip(widths, self.STAGE_BLOCKS)):
             name = f'stage{idx + 1}'
             x = BCResStage(width, blocks, freq_stride=2 if idx in self.STRIDED_STAGES else 1,
                            dilation=2 ** idx, sub_bands=self.sub_bands, dropout=self.dropout,
-                           name=name, **conv_args)(x, train)
+                           conv_impl=self.conv_impl, weight_init=self.weight_init,
+                           dtype=self.dtype, name=name)(x, train)
             x = norm(x, name)
             self.sow('intermediates', f'{name}_out', x)
 
@@ -172,7 +178,8 @@ class BCResNet(nn.Module):
         x = batch_norm(self.dtype, 'classifier_bn')(x, use_running_average=not train)
         x = nn.relu(x)
         x = jnp.mean(x, axis=(1, 2), keepdims=True)
-        x = pointwise_conv(self.num_classes, use_bias=True, name='classifier_out', **conv_args)(x)
+        x = pointwise_conv(self.num_classes, use_bias=True, fan_in=x.shape[-1],
+                           name='classifier_out', **conv_args)(x)
         return x.reshape(x.shape[0], self.num_classes).astype(jnp.float32)
 
 
@@ -196,6 +203,7 @@ class BCResNetMod(nn.Module):
     norm_positions: tuple[str, ...] = ()
     norm_lambda: float | None = None
     conv_impl: str = 'auto'
+    weight_init: str = 'flax'        # 'flax' | 'torch' (layers.kernel_init); config: model.init
     dtype: Dtype = jnp.float32
 
     STAGE_BLOCKS = (2, 2, 2, 3)
@@ -205,24 +213,27 @@ class BCResNetMod(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         check_norm_config(self.norm, self.norm_positions)
         base = int(10 * self.tau)
-        conv_args = dict(conv_impl=self.conv_impl, dtype=self.dtype)
+        conv_args = dict(conv_impl=self.conv_impl, dtype=self.dtype, init=self.weight_init)
         norm = functools.partial(place_norm, norm=self.norm, positions=self.norm_positions,
                                  lam=self.norm_lambda, dtype=self.dtype)
 
         x = norm(x, 'input').astype(self.dtype)
-        x = conv_bn_relu_head(x, 2 * base, tuple(self.head_stride), train, self.dtype)
+        x = conv_bn_relu_head(x, 2 * base, tuple(self.head_stride), train, self.dtype,
+                              self.weight_init)
         self.sow('intermediates', 'head_out', x)
         for idx, (width, blocks) in enumerate(zip(width_ratios(base), self.STAGE_BLOCKS)):
             name = f'stage{idx + 1}'
             x = BCResStage(width, blocks, dilation=1, sub_bands=self.sub_bands,
-                           dropout=self.dropout, name=name, **conv_args)(x, train)
+                           dropout=self.dropout, conv_impl=self.conv_impl,
+                           weight_init=self.weight_init, dtype=self.dtype, name=name)(x, train)
             x = norm(x, name)
             self.sow('intermediates', f'{name}_out', x)
             if idx in self.POOLED_STAGES:
                 x = nn.max_pool(x, tuple(self.pool), strides=tuple(self.pool))
                 self.sow('intermediates', f'pool{idx + 1}_out', x)
 
-        x = pointwise_conv(self.num_classes, use_bias=True, name='classifier_conv', **conv_args)(x)
+        x = pointwise_conv(self.num_classes, use_bias=True, fan_in=x.shape[-1],
+                           name='classifier_conv', **conv_args)(x)
         if self.classifier_bn:
             x = batch_norm(self.dtype, 'classifier_bn')(x, use_running_average=not train)
         x = jnp.mean(x, axis=(1, 2))

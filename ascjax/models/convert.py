@@ -97,6 +97,18 @@ def torch_to_flax(state_dict: Mapping[str, Any], model: str, **model_fields) -> 
     return {collection: variables.get(collection, {}) for collection in COLLECTIONS}
 
 
+def flax_to_torch(variables: Mapping[str, Any], model: str, **model_fields) -> dict:
+    """The inverse of ``torch_to_flax``: ``{'params', 'batch_stats'}`` (or any tree of the same
+    layout, e.g. momentum buffers under 'params') -> torch key -> numpy array."""
+    plan = _conversion_plan(model, expected_variables(model, **model_fields))
+    flat = traverse_util.flatten_dict({k: v for k, v in variables.items() if k in COLLECTIONS})
+    out = {}
+    for torch_key, (flax_key, shape) in plan.items():
+        if flax_key in flat:
+            out[torch_key] = _to_torch_layout(flax_key, np.asarray(flat[flax_key]))
+    return out
+
+
 def expected_variables(model: str, **model_fields) -> dict:
     """The model's ``params`` and ``batch_stats`` as ``ShapeDtypeStruct``s (nothing is computed)."""
     module = create_model(model, **model_fields)
@@ -170,7 +182,17 @@ def _to_flax_layout(flax_key: tuple[str, ...], value: np.ndarray, shape: tuple) 
         bands, channels = shape
         value = value.reshape(channels, bands).T  # flat index c*S + s -> [s, c]
     assert value.shape == shape, (flax_key, value.shape, shape)
-    return np.ascontiguousarray(value, dtype=np.float32)
+    # A copy: `tensor.numpy()` shares the torch tensor's memory, and JAX may keep using a numpy
+    # buffer without copying it on CPU, so a view would change as torch goes on training.
+    return np.array(value, dtype=np.float32, order='C')
+
+
+def _to_torch_layout(flax_key: tuple[str, ...], value: np.ndarray) -> np.ndarray:
+    if flax_key[-1] == 'kernel':
+        value = value.transpose(3, 2, 0, 1)
+    elif _is_sub_spectral(flax_key):
+        value = value.T.reshape(-1)  # [s, c] -> flat index c*S + s
+    return np.array(value, dtype=np.float32, order='C')  # a copy, never a view of JAX's buffer
 
 
 def _is_sub_spectral(flax_key: tuple[str, ...]) -> bool:

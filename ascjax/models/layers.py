@@ -20,12 +20,16 @@ Two things here are not plain Flax:
 from __future__ import annotations
 
 import functools
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
 CONV_IMPLS = ('auto', 'xla', 'shift', 'einsum')
+# Weight initialisation schemes (config field model.init): Flax's defaults, or PyTorch's.
+INITS = ('flax', 'torch')
 
 # PyTorch BatchNorm2d defaults expressed in Flax terms: Flax keeps `momentum` of the old value,
 # PyTorch mixes in `momentum` of the new one.
@@ -48,10 +52,76 @@ def resolve_conv_impl(conv_impl: str) -> str:
     return 'shift'  # for every backend until GPU timings say otherwise
 
 
+def kernel_init(init: str) -> nn.initializers.Initializer:
+    """The convolution kernel initialiser of scheme ``init``.
+
+    'flax': lecun_normal, std 1/sqrt(fan_in). 'torch': torch.nn.Conv2d's default,
+    kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), std 1/sqrt(3 fan_in): sqrt(3) narrower.
+    Both take fan_in = kh * kw * in/groups from the Flax kernel layout (kh, kw, in/groups, out),
+    which is torch's fan_in of the same layer.
+    """
+    if init == 'flax':
+        return nn.initializers.lecun_normal()
+    if init == 'torch':
+        return nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+    raise ValueError(f'model.init must be one of {INITS}, got {init!r}')
+
+
+def bias_init(init: str, fan_in: int) -> nn.initializers.Initializer:
+    """Bias initialiser: zeros ('flax'), or torch's U(+-1/sqrt(fan_in)) of the layer's kernel."""
+    if init == 'flax':
+        return nn.initializers.zeros_init()
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound,
+                                                                    bound)
+
+
 def batch_norm(dtype=jnp.float32, name: str | None = None, axis: int | tuple[int, ...] = -1):
-    """``nn.BatchNorm`` with PyTorch's momentum and eps; statistics and affine stay float32."""
-    return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype,
-                        param_dtype=jnp.float32, axis=axis, name=name)
+    """BatchNorm with PyTorch's momentum, eps and running variance; statistics stay float32."""
+    return TorchBatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype,
+                          param_dtype=jnp.float32, axis=axis, name=name)
+
+
+class TorchBatchNorm(nn.BatchNorm):
+    """``nn.BatchNorm`` as ``torch.nn.BatchNorm2d`` computes it: the batch is normalised with its
+    biased variance, but the running variance accumulates the *unbiased* one (n / (n - 1)).
+
+    Flax accumulates the biased variance; the difference is 1 / n of the update, which matters
+    where n is small (the temporal BN after the frequency mean sees B x T values) and for exact
+    step-for-step parity with the PyTorch reference. Same variables as ``nn.BatchNorm``
+    (params scale/bias, batch_stats mean/var), so checkpoints and the converter are unchanged.
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+        if self.axis_name is not None:
+            raise NotImplementedError('TorchBatchNorm has no cross-device statistics (axis_name)')
+        use_running_average = nn.merge_param('use_running_average', self.use_running_average,
+                                             use_running_average)
+        axes = tuple(a % x.ndim for a in ((self.axis,) if isinstance(self.axis, int)
+                                          else self.axis))
+        reduce = tuple(a for a in range(x.ndim) if a not in axes)
+        shape = tuple(x.shape[a] for a in axes)
+        broadcast = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+        ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, shape, jnp.float32)
+        ra_var = self.variable('batch_stats', 'var', jnp.ones, shape, jnp.float32)
+        x32 = x.astype(jnp.float32)
+        if use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            # Two reductions that XLA fuses into one pass, as Flax's fast variance.
+            mean = jnp.mean(x32, reduce)
+            var = jnp.maximum(jnp.mean(jnp.square(x32), reduce) - jnp.square(mean), 0.0)
+            if not self.is_initializing():
+                n = math.prod(x.shape[a] for a in reduce)
+                unbiased = var * (n / max(n - 1, 1))
+                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+                ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
+        scale = self.param('scale', self.scale_init, shape, self.param_dtype)
+        bias = self.param('bias', self.bias_init, shape, self.param_dtype)
+        mul = (scale * lax.rsqrt(var + self.epsilon)).reshape(broadcast)
+        y = (x32 - mean.reshape(broadcast)) * mul + bias.reshape(broadcast)
+        return y.astype(self.dtype or x.dtype)
 
 
 class SubSpectralNorm(nn.Module):
@@ -178,7 +248,7 @@ class MatmulConv(nn.Module):
 
 def depthwise_conv(features: int, kernel_size: tuple[int, int], *, strides=(1, 1),
                    padding: Padding = ((0, 0), (0, 0)), dilation=(1, 1), conv_impl: str = 'auto',
-                   dtype=jnp.float32, name: str | None = None) -> nn.Module:
+                   dtype=jnp.float32, init: str = 'flax', name: str | None = None) -> nn.Module:
     """A bias-free depthwise convolution: ``nn.Conv`` ('xla') or shifted multiply-adds ('shift',
     'einsum').
 
@@ -188,17 +258,27 @@ def depthwise_conv(features: int, kernel_size: tuple[int, int], *, strides=(1, 1
     if resolve_conv_impl(conv_impl) == 'xla':
         return nn.Conv(features, kernel_size, strides=strides, padding=padding,
                        kernel_dilation=dilation, feature_group_count=features, use_bias=False,
-                       dtype=dtype, param_dtype=jnp.float32, name=name)
+                       dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init(init),
+                       name=name)
     return ShiftDepthwiseConv(features, tuple(kernel_size), strides=tuple(strides),
                               padding=padding, kernel_dilation=tuple(dilation), dtype=dtype,
-                              param_dtype=jnp.float32, name=name,
+                              param_dtype=jnp.float32, kernel_init=kernel_init(init), name=name,
                               einsum=resolve_conv_impl(conv_impl) == 'einsum')
 
 
 def pointwise_conv(features: int, *, use_bias: bool = False, conv_impl: str = 'auto',
-                   dtype=jnp.float32, name: str | None = None) -> nn.Module:
-    """A 1x1 convolution, as ``nn.Conv`` ('xla') or a matmul ('shift', 'einsum'); same variables."""
+                   dtype=jnp.float32, init: str = 'flax', fan_in: int | None = None,
+                   name: str | None = None) -> nn.Module:
+    """A 1x1 convolution, as ``nn.Conv`` ('xla') or a matmul ('shift', 'einsum'); same variables.
+
+    ``fan_in`` (the input width) is needed for a bias under torch's initialisation.
+    """
+    if use_bias and init == 'torch' and fan_in is None:
+        raise ValueError('pointwise_conv: a torch-initialised bias needs the fan_in')
+    inits = dict(kernel_init=kernel_init(init),
+                 bias_init=bias_init(init, fan_in) if use_bias else nn.initializers.zeros_init())
     if resolve_conv_impl(conv_impl) == 'xla':
         return nn.Conv(features, (1, 1), use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-                       name=name)
-    return MatmulConv(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name)
+                       name=name, **inits)
+    return MatmulConv(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name,
+                      **inits)

@@ -230,6 +230,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     elif config.get('translator') and config.translator.required:
         raise ValueError(f'row {config.row} trains with translated examples: pass '
                          '--config.translator.workdir=DIR of `python -m ascjax.translator.train`')
+    if config.train.get('distill', {}).get('required') and not config.train.distill.teacher_logits:
+        raise ValueError(f'row {config.row} distils a teacher: pass '
+                         '--config.train.distill.teacher_logits=FILE.npz, made from a trained '
+                         'teacher (e.g. row mod8_resnorm) by `python -m '
+                         'ascjax.distill.teacher_logits --workdir=TEACHER_WORKDIR '
+                         '[--workdir=...] --out=FILE.npz`')
     builder = open_data(config)
     train_source, test_source = source(builder, 'train'), source(builder, 'test')
     distill = config.train.get('distill')

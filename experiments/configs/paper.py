@@ -5,52 +5,114 @@ Run a row:
     python -m ascjax.train --config=experiments/configs/paper.py:mod8_resnorm --workdir=/tmp/mod8
     python -m ascjax.complexity --config=experiments/configs/paper.py:mod8_resnorm [--json]
 
-Append `,runlocal` to a row (e.g. `paper.py:mod1_resnorm,runlocal`) to shrink it for a laptop smoke
-run, or `,demo` for the short schedule of `make demo`. Paper numbers are TAU Urban Acoustic Scenes 2020 Mobile, development fold 1, accuracy over all
-test clips. Only two are verified (the abstract): the full system 76.3% (315k parameters) and the
-compressed system 75.3% (61.0 KB non-zero). The other rows' numbers were in a table we could not
-read offline; they are marked "n/a" rather than guessed.
+Options follow the row after commas (`paper.py:mod1_resnorm,runlocal`); `OPTIONS` lists them and
+an unknown one is an error, so a typo never runs the wrong experiment.
+
+Every row carries the paper's numbers (REFERENCE.md §0, the report's whole table, verified):
+accuracy % per device A, B, C, S1..S6 (S4-S6 unseen in training), overall and the std over runs,
+on TAU Urban Acoustic Scenes 2020 Mobile, development fold 1. `config.paper` holds them, and the
+result tables (ascjax.evaluation, ascjax.sweep) print them under ours. The `_kd` rows distil a
+teacher and refuse to train without its logits (`config.train.distill.required`).
 
 Normalisation rows (REFERENCE.md §3, unverified reading of the table): Global FreqNorm and FreqIN
 normalise the input only; Pre-ResNorm is ResNorm at the input only; ResNorm is applied at the input
 and after each of the four stages, with lambda = 0.1.
 """
 
+from typing import NamedTuple
+
 import ml_collections
 
 from ascjax.compress import qat
 from ascjax.models.norms import POSITIONS
 
-# row: (model name, tau, norm, norm positions, paper accuracy or None, extras)
+DEVICES = ('A', 'B', 'C', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6')
+
+
+class Row(NamedTuple):
+    """A row of the paper's table: the model that reproduces it and what the paper reports."""
+    model: str                    # models.from_config name
+    tau: int                      # width multiplier
+    norm: str                     # models.norms name
+    positions: tuple[str, ...]    # where `norm` is applied
+    method: str                   # the paper's "Method" cell
+    params: str | None            # the paper's "#Param" cell (None: "-")
+    paper: dict[str, float]       # accuracy % per device and 'overall'; 'std' over runs
+
+
+def _row(model, tau, norm, positions, method, params, numbers) -> Row:
+    """`numbers`: the paper's cells A, B, C, S1..S6, Overall, Std. Dev, in its order."""
+    keys = (*DEVICES, 'overall', 'std')
+    assert len(numbers) == len(keys), method
+    return Row(model, tau, norm, tuple(positions), method, params, dict(zip(keys, numbers)))
+
+
+_IN = ('input',)
+# name: model, tau, norm, positions, the paper's Method and #Param cells, and its numbers
+# (REFERENCE.md §0; accuracy %, 'all' is Overall, 'std' its Std. Dev over runs):
+#                 A     B     C     S1    S2    S3    S4    S5    S6    all   std
 ROWS = {
-    'mod1': ('bcresnet_mod', 1, 'none', (), None),
-    'mod1_globalfreqnorm': ('bcresnet_mod', 1, 'global_freqnorm', ('input',), None),
-    'mod1_freqin': ('bcresnet_mod', 1, 'freqin', ('input',), None),
-    'mod1_preresnorm': ('bcresnet_mod', 1, 'resnorm', ('input',), None),
-    'mod1_resnorm': ('bcresnet_mod', 1, 'resnorm', POSITIONS, None),
-    'bcresnet8_ssn4': ('bcresnet', 8, 'none', (), None),
-    'mod8': ('bcresnet_mod', 8, 'none', (), None),
-    'mod8_preresnorm': ('bcresnet_mod', 8, 'resnorm', ('input',), None),
-    'mod8_resnorm': ('bcresnet_mod', 8, 'resnorm', POSITIONS, None),
-    'mod8_resnorm_translator': ('bcresnet_mod', 8, 'resnorm', POSITIONS, 76.3),
-    'mod8_resnorm_kd': ('bcresnet_mod', 8, 'resnorm', POSITIONS, None),
-    'mod8_resnorm_kd_compressed': ('bcresnet_mod', 8, 'resnorm', POSITIONS, 75.3),
+    'mod1': _row('bcresnet_mod', 1, 'none', (), 'BC-ResNet-Mod-1', '8.1k',
+                 (73.1, 61.2, 65.3, 58.2, 57.3, 66.2, 51.5, 51.5, 46.3, 58.9, 0.8)),
+    'mod1_globalfreqnorm': _row('bcresnet_mod', 1, 'global_freqnorm', _IN,
+                                'BC-ResNet-Mod-1 + Global FreqNorm', '8.1k',
+                 (73.9, 60.9, 65.5, 60.2, 57.9, 67.9, 50.2, 54.3, 49.4, 60.0, 0.9)),
+    'mod1_freqin': _row('bcresnet_mod', 1, 'freqin', _IN, 'BC-ResNet-Mod-1 + FreqIN', '8.1k',
+                 (69.9, 63.5, 60.0, 65.3, 66.7, 67.6, 65.9, 64.9, 62.0, 65.1, 0.6)),
+    'mod1_preresnorm': _row('bcresnet_mod', 1, 'resnorm', _IN, 'BC-ResNet-Mod-1 + Pre-ResNorm',
+                            '8.1k',
+                 (75.1, 68.9, 67.0, 66.0, 63.9, 69.3, 63.4, 66.9, 63.6, 67.1, 0.8)),
+    'mod1_resnorm': _row('bcresnet_mod', 1, 'resnorm', POSITIONS, 'BC-ResNet-Mod-1 + ResNorm',
+                         '8.1k',
+                 (76.4, 65.1, 68.3, 66.0, 62.2, 69.7, 63.0, 63.0, 58.3, 65.8, 0.7)),
+    'bcresnet8_ssn4': _row('bcresnet', 8, 'none', (), 'BC-ResNet-8, num SSN group=4', '317k',
+                 (77.9, 70.4, 72.4, 69.5, 68.3, 69.8, 66.3, 64.1, 58.6, 68.6, 0.4)),
+    'mod8': _row('bcresnet_mod', 8, 'none', (), 'BC-ResNet-Mod-8', '315k',
+                 (80.7, 72.8, 74.4, 71.4, 68.7, 71.0, 62.2, 65.3, 59.4, 69.5, 0.3)),
+    'mod8_preresnorm': _row('bcresnet_mod', 8, 'resnorm', _IN, 'BC-ResNet-Mod-8 + Pre-ResNorm',
+                            '315k',
+                 (80.8, 73.7, 73.0, 74.0, 72.9, 77.8, 73.3, 72.1, 71.0, 74.3, 0.3)),
+    'mod8_resnorm': _row('bcresnet_mod', 8, 'resnorm', POSITIONS, 'BC-ResNet-Mod-8 + ResNorm',
+                         '315k',
+                 (81.3, 74.4, 74.2, 75.6, 73.1, 78.6, 73.0, 74.0, 72.7, 75.2, 0.4)),
+    'mod8_resnorm_translator': _row('bcresnet_mod', 8, 'resnorm', POSITIONS,
+                                    'BC-ResNet-Mod-8 + ResNorm, Device Translator', '315k',
+                 (80.5, 74.4, 73.9, 76.0, 73.2, 78.5, 74.1, 74.1, 73.6, 75.4, 0.3)),
+    'mod8_resnorm_kd': _row('bcresnet_mod', 8, 'resnorm', POSITIONS,
+                            'BC-ResNet-Mod-8 + ResNorm, 300 epoch, KD', '315k',
+                 (82.6, 75.6, 74.7, 77.0, 74.2, 78.7, 75.1, 74.8, 73.4, 76.3, 0.8)),
+    # KD, then 89% one-shot pruning and 8-bit QAT: the phases are the `prune` and `qat` options.
+    'mod8_resnorm_kd_compressed': _row('bcresnet_mod', 8, 'resnorm', POSITIONS,
+                                       '+ model compress', None,
+                 (82.0, 73.8, 74.3, 76.2, 73.2, 78.8, 73.8, 72.8, 73.3, 75.3, 0.8)),
+}
+
+# option -> what it does
+OPTIONS = {
+    'runlocal': 'a smoke run on a laptop CPU (demo data, batch 16, one epoch)',
+    'demo': 'the short schedule of `make demo` (demo data, 12 epochs)',
+    'prune': 'phase 2 of mod8_resnorm_kd_compressed: fine-tune with 89% of the kernels pruned',
+    'qat': 'phase 3 of mod8_resnorm_kd_compressed: 8-bit QAT fine-tune, pruned zeros kept',
 }
 
 
 def model_config(row: str) -> ml_collections.ConfigDict:
-    name, tau, norm, positions, _ = ROWS[row]
+    r = ROWS[row]
     model = ml_collections.ConfigDict({
-        'name': name, 'tau': tau, 'num_classes': 10, 'sub_bands': 4, 'norm': norm,
-        'norm_positions': tuple(positions),
-        'norm_lambda': 0.1 if norm == 'resnorm' else None,   # [U] REFERENCE §3.1
-        'dropout': 0.1,                                     # [U] official BC-ResNet value
+        'name': r.model, 'tau': r.tau, 'num_classes': 10, 'sub_bands': 4, 'norm': r.norm,
+        'norm_positions': r.positions,
+        'norm_lambda': 0.1 if r.norm == 'resnorm' else None,   # [U] REFERENCE §3.1
+        'dropout': 0.1,                                       # [U] official BC-ResNet value
         'conv_impl': 'auto',
+        # Weight initialisation: 'torch' (PyTorch's defaults: conv kernels and biases
+        # U(+-1/sqrt(fan_in)), BN scale 1 / bias 0), because the paper's numbers come from
+        # PyTorch code; 'flax' is Flax's lecun_normal (sqrt(3) wider) with zero biases.
+        'init': 'torch',
         # 'bfloat16' computes convolutions in bf16; parameters, BN/SSN and normalisation
         # statistics, logits and the loss stay float32.
         'dtype': 'float32',
     })
-    if name == 'bcresnet_mod':
+    if r.model == 'bcresnet_mod':
         model.head_stride = (2, 2)      # [U] REFERENCE §2.2
         model.pool = (2, 2)             # [U]
         model.classifier_bn = False     # [U] (+20 params if True)
@@ -98,7 +160,9 @@ def train_config() -> ml_collections.ConfigDict:
         # zeroed, globally or per tensor, and kept at zero. 0 = off. [U] QTI: 89%, one shot.
         # Knowledge distillation: with a teacher_logits file (python -m
         # ascjax.distill.teacher_logits), loss = (1-alpha) CE + alpha T^2 KL(teacher_T||student_T).
-        'distill': {'teacher_logits': '', 'alpha': 0.5, 'temperature': 2.0},   # [U] REFERENCE §5.1
+        # `required`: the row is a KD row, and training refuses to start without the file.
+        'distill': {'teacher_logits': '', 'alpha': 0.5, 'temperature': 2.0,   # [U] REFERENCE §5.1
+                    'required': False},
         'init_from': '',               # a workdir: start from its variables (fine-tuning)
         'prune': {'sparsity': 0.0, 'at_step': 0, 'scope': 'global',
                   'include': (r'kernel$',), 'exclude': ()},
@@ -108,16 +172,36 @@ def train_config() -> ml_collections.ConfigDict:
     })
 
 
-def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
+def paper_config(row: str) -> ml_collections.ConfigDict:
+    """The paper's numbers of `row` (REFERENCE.md §0): method, #Param, accuracy % per device,
+    'overall' and 'std' over runs; on TAU20 Mobile, so only comparable to runs on that data."""
+    r = ROWS[row]
+    return ml_collections.ConfigDict({'method': r.method, 'params': r.params, **r.paper})
+
+
+def _options(arg: str) -> tuple[str, list[str]]:
+    """(row, options) of 'row,option,...'; refuses unknown rows and options."""
     row, *options = arg.split(',')
     if row not in ROWS:
         raise ValueError(f'unknown row {row!r}; expected one of {sorted(ROWS)}')
+    options = [o for o in options if o]
+    if unknown := [o for o in options if o not in OPTIONS]:
+        valid = '; '.join(f'{name}: {what}' for name, what in OPTIONS.items())
+        raise ValueError(f'{arg!r}: unknown option(s) {unknown}; valid options are {valid}')
+    return row, options
+
+
+def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
+    row, options = _options(arg)
     config = ml_collections.ConfigDict()
     config.row = row
-    config.paper_accuracy = ROWS[row][4]
+    config.paper = paper_config(row)
     config.model = model_config(row)
     config.data = data_config()
     config.train = train_config()
+    config.train.distill.required = '_kd' in row
+    if row == 'mod8_resnorm_kd':       # the paper's "300 epoch, KD"
+        config.train.num_epochs = 300
     config.eval = ml_collections.ConfigDict({'batch_size': 64})
     config.seed = 0
     config.num_seeds = 1               # K models trained at once (vmapped); std over seeds

@@ -1,6 +1,7 @@
-"""PyTorch BC-ResNet and BC-ResNet-Mod for the parity tests, with the official state_dict keys.
+"""PyTorch BC-ResNet and BC-ResNet-Mod, with the official state_dict keys: the reference that the
+parity tests and the PyTorch trainer (`train.py`) run.
 
-Written for these tests after the official code (Qualcomm-AI-research/bcresnet, REFERENCE §1):
+Written after the official code (Qualcomm-AI-research/bcresnet, REFERENCE §1):
 the module and attribute names (cnn_head, BCBlocks, f2, f1, block, ssnorm, classifier) and their
 order reproduce its key scheme exactly. Differences from the official code, all opt-in fields:
 the SubSpectralNorm band count (hard-coded 5 there; 4 for 256-bin ASC input), the
@@ -77,18 +78,37 @@ class BCResBlock(nn.Module):
         return F.relu(y)
 
 
-def bc_stage(in_ch, out_ch, blocks, freq_stride, dilation, sub_bands):
+def bc_stage(in_ch, out_ch, blocks, freq_stride, dilation, sub_bands, dropout=0.1):
     widths = [in_ch] + [out_ch] * blocks
     return nn.ModuleList(
-        BCResBlock(widths[j], widths[j + 1], freq_stride if j == 0 else 1, dilation, sub_bands)
+        BCResBlock(widths[j], widths[j + 1], freq_stride if j == 0 else 1, dilation, sub_bands,
+                   dropout)
         for j in range(blocks))
 
 
+def _standardise(x, dims, eps):
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def freq_in(x, eps: float = 1e-5):
+    """FreqIN: per (n, f) over (c, t), biased variance, no affine."""
+    return _standardise(x, (1, 3), eps)
+
+
 def res_norm(x, lam: float, eps: float = 1e-5):
-    """ResNorm = lam * x + FreqIN(x), FreqIN per (n, f) over (c, t) with the biased variance."""
-    mean = x.mean(dim=(1, 3), keepdim=True)
-    var = x.var(dim=(1, 3), keepdim=True, unbiased=False)
-    return lam * x + (x - mean) / torch.sqrt(var + eps)
+    """ResNorm = lam * x + FreqIN(x)."""
+    return lam * x + freq_in(x, eps)
+
+
+def relaxed_freq_norm(x, lam: float, eps: float = 1e-5):
+    """RFN = lam * LN(x) + (1 - lam) * FreqIN(x), LN per n over (c, f, t)."""
+    return lam * _standardise(x, (1, 2, 3), eps) + (1 - lam) * freq_in(x, eps)
+
+
+NORMS = ('none', 'global_freqnorm', 'freqin', 'resnorm', 'rfn')
+DEFAULT_LAMBDA = {'resnorm': 0.1, 'rfn': 0.5}
 
 
 class _Body(nn.Module):
@@ -103,8 +123,30 @@ class _Body(nn.Module):
     pooled_stages: tuple[int, ...] = ()
     pool_routes: dict | None = None
 
+    def _init_norm(self, norm, positions, lam):
+        if norm not in NORMS:
+            raise ValueError(f'norm must be one of {NORMS}, got {norm!r}')
+        self.norm, self.norm_positions = norm, tuple(positions) if norm != 'none' else ()
+        self.norm_lambda = DEFAULT_LAMBDA.get(norm) if lam is None else lam
+        # Global FreqNorm's per-bin statistics of the training set (set_global_freq_stats); not
+        # part of the state_dict, as in ascjax they live outside the learned variables.
+        self.register_buffer('input_mean', torch.zeros(()), persistent=False)
+        self.register_buffer('input_std', torch.ones(()), persistent=False)
+
+    def set_global_freq_stats(self, mean, std):
+        self.input_mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, 1, -1, 1)
+        self.input_std = torch.as_tensor(std, dtype=torch.float32).reshape(1, 1, -1, 1)
+
     def _norm(self, x, position):
-        return res_norm(x, self.norm_lambda) if position in self.norm_positions else x
+        if position not in self.norm_positions:
+            return x
+        if self.norm == 'global_freqnorm':
+            return (x - self.input_mean) / self.input_std
+        if self.norm == 'freqin':
+            return freq_in(x)
+        if self.norm == 'resnorm':
+            return res_norm(x, self.norm_lambda)
+        return relaxed_freq_norm(x, self.norm_lambda)
 
     def forward(self, x):
         x = self.cnn_head(self._norm(x, 'input'))
@@ -127,14 +169,15 @@ class BCResNets(_Body):
     """Official BC-ResNet(base_c): stages 2/2/4/4, frequency stride in stages 1 and 2 (from 0),
     time dilation 2**stage, depthwise 5x5 + 1x1 + BN + ReLU + pool + 1x1 classifier with bias."""
 
-    def __init__(self, base_c, num_classes=12, sub_bands=5, norm_positions=(), norm_lambda=0.1):
+    def __init__(self, base_c, num_classes=12, sub_bands=5, norm_positions=(), norm_lambda=0.1,
+                 norm='resnorm', dropout=0.1):
         super().__init__()
         c = [2 * base_c, base_c, int(base_c * 1.5), 2 * base_c, int(base_c * 2.5), 4 * base_c]
-        self.norm_positions, self.norm_lambda = tuple(norm_positions), norm_lambda
+        self._init_norm(norm, norm_positions, norm_lambda)
         self.cnn_head = nn.Sequential(nn.Conv2d(1, c[0], 5, (2, 1), 2, bias=False),
                                       nn.BatchNorm2d(c[0]), nn.ReLU())
         self.BCBlocks = nn.ModuleList(
-            bc_stage(c[i], c[i + 1], n, 2 if i in (1, 2) else 1, 2 ** i, sub_bands)
+            bc_stage(c[i], c[i + 1], n, 2 if i in (1, 2) else 1, 2 ** i, sub_bands, dropout)
             for i, n in enumerate((2, 2, 4, 4)))
         self.classifier = nn.Sequential(
             nn.Conv2d(c[4], c[4], 5, padding=(0, 2), groups=c[4], bias=False),
@@ -149,19 +192,41 @@ class BCResNetMod(_Body):
     pooled_stages = (0, 1)
 
     def __init__(self, base_c, num_classes=10, sub_bands=4, classifier_bn=False,
-                 norm_positions=(), norm_lambda=0.1):
+                 norm_positions=(), norm_lambda=0.1, norm='resnorm', dropout=0.1):
         super().__init__()
         c = [2 * base_c, base_c, int(base_c * 1.5), 2 * base_c, int(base_c * 2.5)]
-        self.norm_positions, self.norm_lambda = tuple(norm_positions), norm_lambda
+        self._init_norm(norm, norm_positions, norm_lambda)
         self.cnn_head = nn.Sequential(nn.Conv2d(1, c[0], 5, (2, 2), 2, bias=False),
                                       nn.BatchNorm2d(c[0]), nn.ReLU())
-        self.BCBlocks = nn.ModuleList(bc_stage(c[i], c[i + 1], n, 1, 1, sub_bands)
+        self.BCBlocks = nn.ModuleList(bc_stage(c[i], c[i + 1], n, 1, 1, sub_bands, dropout)
                                       for i, n in enumerate((2, 2, 2, 3)))
         self.pool = nn.MaxPool2d(2)
         classifier = [nn.Conv2d(c[4], num_classes, 1)]
         if classifier_bn:
             classifier.append(nn.BatchNorm2d(num_classes))
         self.classifier = nn.Sequential(*classifier, nn.AdaptiveAvgPool2d(1))
+
+
+# The layout fields of ascjax's BC-ResNet-Mod that this reference hard-codes.
+_MOD_LAYOUT = {'head_stride': (2, 2), 'pool': (2, 2)}
+
+
+def from_config(model_config) -> _Body:
+    """The torch twin of ``ascjax.models.from_config(config.model)`` (torch initialisation)."""
+    cfg = dict(model_config)
+    common = dict(num_classes=cfg['num_classes'], sub_bands=cfg['sub_bands'],
+                  norm=cfg.get('norm', 'none'), norm_positions=cfg.get('norm_positions', ()),
+                  norm_lambda=cfg.get('norm_lambda'), dropout=cfg.get('dropout', 0.1))
+    if cfg['name'] == 'bcresnet':
+        return BCResNets(int(8 * cfg['tau']), **common)
+    if cfg['name'] != 'bcresnet_mod':
+        raise ValueError(f"no PyTorch reference for model {cfg['name']!r}")
+    for field, value in _MOD_LAYOUT.items():
+        if tuple(cfg.get(field, value)) != value:
+            raise ValueError(f'the PyTorch reference has model.{field}={value}, the config '
+                             f'{tuple(cfg[field])}')
+    return BCResNetMod(int(10 * cfg['tau']), classifier_bn=cfg.get('classifier_bn', False),
+                       **common)
 
 
 @torch.no_grad()

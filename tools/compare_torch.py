@@ -1,0 +1,245 @@
+"""Trains one config in ascjax and in the PyTorch reference, N seeds each, and compares them.
+
+    python tools/compare_torch.py --config=experiments/configs/paper.py:mod1 --seeds=3 \
+        --out=DIR [--config.KEY=VALUE ...] [--frameworks=ascjax,torch] [--eval_fraction=0.8]
+
+Seed s of either framework is the config with `seed = s`: its own initialisation, augmentation
+and dropout draws, and the pipeline's data order for s (the same order in both frameworks).
+Runs go to DIR/{ascjax,torch}/seed{s}; a finished run (its results.json) is not trained again,
+so a killed comparison resumes, and two processes (`--frameworks=ascjax`, `--frameworks=torch`)
+can share the cores and one DIR. Every invocation rewrites DIR/compare.json and DIR/compare.md
+from the runs finished so far: per device, seen (A, B, C, S1-S3), unseen (S4-S6) and overall
+accuracy and log loss, mean +- std over seeds per framework, the difference ascjax - torch with
+its 95% (Welch) interval, and whether ascjax's mean lies inside PyTorch's own 95% interval.
+`--eval_fraction` also evaluates both at that fraction of the steps (convergence check: the
+change over the last steps against the seed std).
+
+torch is a test/bench extra: pip install -e '.[test]'  (or pip install torch==2.13.0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+import scipy.stats
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FRAMEWORKS = ('ascjax', 'torch')
+SEEN, UNSEEN = ('A', 'B', 'C', 'S1', 'S2', 'S3'), ('S4', 'S5', 'S6')
+GROUPS = ('A', 'B', 'C', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'seen', 'unseen', 'overall')
+
+
+def seed_config(config, seed: int):
+    config = config.copy_and_resolve_references()
+    config.seed = seed
+    config.num_seeds = 1
+    return config
+
+
+def eval_step_of(config, fraction: float) -> int | None:
+    """The step at `fraction` of the run (None when fraction is 0 or 1)."""
+    from ascjax.train import loop, optim
+    if not 0 < fraction < 1:
+        return None
+    train = len(loop.source(loop.open_data(config), 'train'))
+    return int(round(fraction * optim.total_steps(config.train,
+                                                  train // config.train.batch_size)))
+
+
+def run_ascjax(config, workdir: str, eval_step: int | None) -> None:
+    from ascjax.train import loop
+    if eval_step:   # a checkpoint at eval_step, kept, to evaluate afterwards
+        config.train.checkpoint_every_steps = eval_step
+        config.train.keep_checkpoints = max(config.train.keep_checkpoints, 3)
+    loop.train_and_evaluate(config, workdir)
+    if eval_step:
+        _, model, state, mesh = loop.restore(workdir, eval_step)
+        from ascjax.train import step as step_lib
+        shardings = __import__('jax').tree.map(lambda a: a.sharding, state)
+        eval_step_fn = step_lib.make_eval_step(model, config, shardings, mesh)
+        test = loop.source(loop.open_data(config), 'test')
+        r = loop.evaluate(state, eval_step_fn, test, config, mesh)
+        with open(os.path.join(workdir, f'results_step{eval_step}.json'), 'w') as f:
+            json.dump({**r, 'step': eval_step}, f, indent=2)
+
+
+def run_torch(config, workdir: str, eval_step: int | None, threads: int) -> None:
+    try:
+        import torch
+    except ImportError:
+        sys.exit("tools/compare_torch.py needs PyTorch, a test/bench extra: "
+                 "pip install -e '.[test]'  (or: pip install torch==2.13.0, the CPU build)")
+    from ascjax.torch_reference import train as torch_train
+    torch.set_num_threads(threads)
+    torch_train.train_and_evaluate(config, workdir, eval_steps=(eval_step,) if eval_step else ())
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+def group_values(r: dict, metric: str) -> dict[str, float]:
+    """Per device, seen / unseen means over devices, and overall, of one run's results."""
+    v = dict(r[metric])
+    out = {g: v[g] for g in GROUPS[:9] if g in v}
+    for name, devices in (('seen', SEEN), ('unseen', UNSEEN)):
+        if all(d in v for d in devices):
+            out[name] = float(np.mean([v[d] for d in devices]))
+    out['overall'] = v['overall']
+    return out
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """The 95% t-interval of the mean of `values` (degenerate with one value)."""
+    n, mean = len(values), float(np.mean(values))
+    if n < 2:
+        return mean, mean
+    half = scipy.stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n)
+    return mean - half, mean + half
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its 95% Welch interval."""
+    diff = float(np.mean(a) - np.mean(b))
+    if len(a) < 2 or len(b) < 2:
+        return diff, float('nan'), float('nan')
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = scipy.stats.t.ppf(0.975, dof) * se
+    return diff, diff - half, diff + half
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """{metric: {group: {framework: {mean, std, values, ci95}, difference: ..., inside: bool}}}."""
+    out = {}
+    for metric in ('accuracy', 'log_loss'):
+        table = {}
+        for group in GROUPS:
+            row = {}
+            for fw, results in runs.items():
+                values = [group_values(r, metric)[group] for r in results]
+                row[fw] = {'mean': float(np.mean(values)),
+                           'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                           'values': values, 'ci95': interval(values)}
+            if all(fw in row for fw in FRAMEWORKS):
+                diff, lo, hi = welch(row['ascjax']['values'], row['torch']['values'])
+                low, high = row['torch']['ci95']
+                row['difference'] = {'mean': diff, 'ci95': (lo, hi)}
+                row['ascjax_inside_torch_ci95'] = bool(low <= row['ascjax']['mean'] <= high)
+            table[group] = row
+        out[metric] = table
+    return out
+
+
+def markdown(summary: dict, runs: dict[str, list[dict]], title: str) -> str:
+    lines = [f'# {title}', '',
+             ', '.join(f'{fw}: {len(r)} seed(s)' for fw, r in runs.items()), '']
+    for metric, fmt in (('accuracy', '{:.1f}'), ('log_loss', '{:.3f}')):
+        lines += [f'## {metric.replace("_", " ")}', '',
+                  '| group | ascjax | torch | ascjax - torch [95% CI] | ascjax in torch 95% CI |',
+                  '|---|---|---|---|---|']
+        for group, row in summary[metric].items():
+            cell = lambda fw: (f'{fmt.format(row[fw]["mean"])} ± {fmt.format(row[fw]["std"])}'
+                               if fw in row else '')
+            diff = row.get('difference')
+            dtext = (f'{fmt.format(diff["mean"])} [{fmt.format(diff["ci95"][0])}, '
+                     f'{fmt.format(diff["ci95"][1])}]' if diff else '')
+            inside = {True: 'yes', False: '**no**'}.get(row.get('ascjax_inside_torch_ci95'), '')
+            lines.append(f'| {group} | {cell("ascjax")} | {cell("torch")} | {dtext} | {inside} |')
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def finished(out: str, framework: str, name: str = 'results.json') -> list[dict]:
+    root = os.path.join(out, framework)
+    results = []
+    for seed_dir in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        path = os.path.join(root, seed_dir, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                results.append(json.load(f))
+    return results
+
+
+def write_summary(out: str, row: str) -> dict:
+    runs = {fw: finished(out, fw) for fw in FRAMEWORKS}
+    runs = {fw: r for fw, r in runs.items() if r}
+    if not runs:
+        return {}
+    summary = {'row': row, 'seeds': {fw: len(r) for fw, r in runs.items()},
+               'final': summarise(runs)}
+    partial = {fw: [r for r in finished_steps(out, fw)] for fw in runs}
+    partial = {fw: r for fw, r in partial.items() if r}
+    if partial:
+        summary['at_eval_fraction'] = summarise(partial)
+    with open(os.path.join(out, 'compare.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    text = markdown(summary['final'], runs, f'{row}: ascjax vs PyTorch (final)')
+    if partial:
+        text += '\n' + markdown(summary['at_eval_fraction'], partial,
+                                f'{row}: at the intermediate step (convergence check)')
+    with open(os.path.join(out, 'compare.md'), 'w') as f:
+        f.write(text)
+    return summary
+
+
+def finished_steps(out: str, framework: str) -> list[dict]:
+    root = os.path.join(out, framework)
+    results = []
+    for seed_dir in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        names = [n for n in os.listdir(os.path.join(root, seed_dir))
+                 if n.startswith('results_step')]
+        for n in names:
+            with open(os.path.join(root, seed_dir, n)) as f:
+                results.append(json.load(f))
+    return results
+
+
+def main(argv):
+    del argv
+    config = _CONFIG.value
+    out = _OUT.value
+    frameworks = [f for f in _FRAMEWORKS.value if f]
+    unknown = set(frameworks) - set(FRAMEWORKS)
+    if unknown:
+        raise app.UsageError(f'--frameworks: unknown {sorted(unknown)}; choose from {FRAMEWORKS}')
+    os.makedirs(out, exist_ok=True)
+    eval_step = eval_step_of(config, _EVAL_FRACTION.value)
+    for seed in range(_SEEDS.value):
+        for fw in frameworks:
+            workdir = os.path.join(out, fw, f'seed{seed}')
+            if os.path.exists(os.path.join(workdir, 'results.json')):
+                logging.info('%s seed %d: finished, skipped', fw, seed)
+                continue
+            logging.info('%s seed %d: training into %s', fw, seed, workdir)
+            cfg = seed_config(config, seed)
+            if fw == 'ascjax':
+                run_ascjax(cfg, workdir, eval_step)
+            else:
+                run_torch(cfg, workdir, eval_step, _THREADS.value)
+            write_summary(out, config.get('row', config.model.name))
+    summary = write_summary(out, config.get('row', config.model.name))
+    if summary:
+        print(open(os.path.join(out, 'compare.md')).read())
+
+
+if __name__ == '__main__':
+    _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:row].',
+                                              lock_config=True)
+    _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per framework (config.seed = 0..N-1).')
+    _OUT = flags.DEFINE_string('out', None, 'Output folder.', required=True)
+    _FRAMEWORKS = flags.DEFINE_list('frameworks', list(FRAMEWORKS),
+                                    'Which frameworks to train (the summary uses all finished).')
+    _EVAL_FRACTION = flags.DEFINE_float('eval_fraction', 0.8,
+                                        'Also evaluate at this fraction of the steps (0: off).')
+    _THREADS = flags.DEFINE_integer('torch_threads', 2, 'torch.set_num_threads.')
+    flags.mark_flag_as_required('config')
+    app.run(main)
