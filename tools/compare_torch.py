@@ -158,14 +158,16 @@ def markdown(summary: dict, runs: dict[str, list[dict]], title: str) -> str:
     return '\n'.join(lines)
 
 
-def finished(out: str, framework: str, name: str = 'results.json') -> list[dict]:
+def finished(out: str, framework: str, prefix: str = 'results.json') -> list[dict]:
+    """The results of every finished seed of `framework`: its results.json, or (`prefix`
+    'results_step') its intermediate evaluations."""
     root = os.path.join(out, framework)
     results = []
     for seed_dir in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        path = os.path.join(root, seed_dir, name)
-        if os.path.exists(path):
-            with open(path) as f:
-                results.append(json.load(f))
+        for name in sorted(os.listdir(os.path.join(root, seed_dir))):
+            if name.startswith(prefix) and name.endswith('.json'):
+                with open(os.path.join(root, seed_dir, name)) as f:
+                    results.append(json.load(f))
     return results
 
 
@@ -176,7 +178,7 @@ def write_summary(out: str, row: str) -> dict:
         return {}
     summary = {'row': row, 'seeds': {fw: len(r) for fw, r in runs.items()},
                'final': summarise(runs)}
-    partial = {fw: [r for r in finished_steps(out, fw)] for fw in runs}
+    partial = {fw: finished(out, fw, 'results_step') for fw in runs}
     partial = {fw: r for fw, r in partial.items() if r}
     if partial:
         summary['at_eval_fraction'] = summarise(partial)
@@ -189,18 +191,6 @@ def write_summary(out: str, row: str) -> dict:
     with open(os.path.join(out, 'compare.md'), 'w') as f:
         f.write(text)
     return summary
-
-
-def finished_steps(out: str, framework: str) -> list[dict]:
-    root = os.path.join(out, framework)
-    results = []
-    for seed_dir in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        names = [n for n in os.listdir(os.path.join(root, seed_dir))
-                 if n.startswith('results_step')]
-        for n in names:
-            with open(os.path.join(root, seed_dir, n)) as f:
-                results.append(json.load(f))
-    return results
 
 
 def main(argv):

@@ -91,9 +91,22 @@ def rules(cfg) -> list:
     return keep_float + [rule(module_path='.*', act_qtype=QTYPES[cfg.act_qtype])]
 
 
+def _with_torch_batch_norm(provider):
+    """`provider` handling ascjax's TorchBatchNorm as the flax BatchNorm it subclasses.
+
+    qwix intercepts BatchNorm by the name of its __call__ ('flax.linen.BatchNorm.__call__', an op
+    folded into the previous one); a subclass that overrides __call__ would otherwise have each
+    jnp op inside it quantised, differently in training and inference.
+    """
+    from ascjax.models import layers
+    name = f'{layers.TorchBatchNorm.__module__}.{layers.TorchBatchNorm.__qualname__}.__call__'
+    provider._ops[name] = provider._ops['flax.linen.BatchNorm.__call__']
+    return provider
+
+
 def provider(cfg):
     import qwix
-    return qwix.OdmlQatProvider(rules(cfg))
+    return _with_torch_batch_norm(qwix.OdmlQatProvider(rules(cfg)))
 
 
 def _einsum_depthwise(model: nn.Module) -> nn.Module:
@@ -113,8 +126,8 @@ def conversion_model(model: nn.Module, cfg, variables) -> nn.Module:
     numbers, with every fake-quantisation a `quant.fake_quant` composite whose scales are constants
     (weights: their per-channel scales; activations: the ranges in variables['quant_stats'])."""
     import qwix
-    return qwix.quantize_model(_einsum_depthwise(model), qwix.OdmlConversionProvider(
-        rules(cfg), variables['params'], variables['quant_stats']))
+    return qwix.quantize_model(_einsum_depthwise(model), _with_torch_batch_norm(
+        qwix.OdmlConversionProvider(rules(cfg), variables['params'], variables['quant_stats'])))
 
 
 def calibrate(qat_model: nn.Module, variables, batches) -> dict:

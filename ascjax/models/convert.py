@@ -29,6 +29,7 @@ This module never imports torch at import time; ``load_torch_state_dict`` import
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -83,8 +84,7 @@ def torch_to_flax(state_dict: Mapping[str, Any], model: str, **model_fields) -> 
     if model not in _TOP_MODULES:
         raise ValueError(f'no torch key scheme for model {model!r}; choose from '
                          f'{sorted(_TOP_MODULES)}')
-    expected = expected_variables(model, **model_fields)
-    plan = _conversion_plan(model, expected)
+    plan = _plan(model, **model_fields)
     tensors = {key: value for key, value in state_dict.items()
                if key.rsplit('.', 1)[-1] not in IGNORED_TORCH_LEAVES}
     _check_keys_and_shapes(tensors, plan, f'{model} {model_fields}')
@@ -100,7 +100,7 @@ def torch_to_flax(state_dict: Mapping[str, Any], model: str, **model_fields) -> 
 def flax_to_torch(variables: Mapping[str, Any], model: str, **model_fields) -> dict:
     """The inverse of ``torch_to_flax``: ``{'params', 'batch_stats'}`` (or any tree of the same
     layout, e.g. momentum buffers under 'params') -> torch key -> numpy array."""
-    plan = _conversion_plan(model, expected_variables(model, **model_fields))
+    plan = _plan(model, **model_fields)
     flat = traverse_util.flatten_dict({k: v for k, v in variables.items() if k in COLLECTIONS})
     out = {}
     for torch_key, (flax_key, shape) in plan.items():
@@ -129,6 +129,22 @@ def _probe_shape(model: str, module) -> tuple[int, int, int, int]:
         return 1, 8 * bands * math.ceil(5 / bands), 8, 1
     (head_f, head_t), (pool_f, pool_t) = module.head_stride, module.pool
     return 1, head_f * pool_f ** 2 * bands, head_t * pool_t ** 2, 1
+
+
+def _plan(model: str, **model_fields) -> dict[str, tuple[tuple[str, ...], tuple]]:
+    """``_conversion_plan`` of the model, computed once per (model, fields): tracing the model
+    costs far more than converting its few arrays (the parity tests convert every step)."""
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                          for k, v in model_fields.items()))
+    try:
+        return _cached_plan(model, frozen)
+    except TypeError:   # an unhashable field value: plan it without the cache
+        return _conversion_plan(model, expected_variables(model, **model_fields))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_plan(model: str, frozen_fields: tuple) -> dict:
+    return _conversion_plan(model, expected_variables(model, **dict(frozen_fields)))
 
 
 def _conversion_plan(model: str, expected: dict) -> dict[str, tuple[tuple[str, ...], tuple]]:
