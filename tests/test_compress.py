@@ -64,6 +64,7 @@ def _train(workdir, tau_dir, data_dir, *extra):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow   # ~4 min: five training runs and an export (make test-slow)
 def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_data_dir,
                                                                 tmp_path):
     """The compressed row's phases on the tiny fixture: teacher (2 seeds) -> ensemble logits ->

@@ -250,6 +250,7 @@ def data_dir(train_data_dir):
     return train_data_dir
 
 
+@pytest.mark.slow   # two full training subprocesses (make test-slow)
 def test_two_point_sweep_end_to_end(tau_dir, data_dir, tmp_path):
     """Two real tiny runs and one that fails fast: the failure is reported with its log, the
     others are collected, the exit status is 1; a rerun skips the finished points."""
