@@ -54,15 +54,15 @@ def eval_step_of(config, fraction: float) -> int | None:
 
 
 def run_ascjax(config, workdir: str, eval_step: int | None) -> None:
-    from ascjax.train import loop
+    import jax
+    from ascjax.train import loop, step as step_lib
     if eval_step:   # a checkpoint at eval_step, kept, to evaluate afterwards
         config.train.checkpoint_every_steps = eval_step
         config.train.keep_checkpoints = max(config.train.keep_checkpoints, 3)
     loop.train_and_evaluate(config, workdir)
     if eval_step:
         _, model, state, mesh = loop.restore(workdir, eval_step)
-        from ascjax.train import step as step_lib
-        shardings = __import__('jax').tree.map(lambda a: a.sharding, state)
+        shardings = jax.tree.map(lambda a: a.sharding, state)
         eval_step_fn = step_lib.make_eval_step(model, config, shardings, mesh)
         test = loop.source(loop.open_data(config), 'test')
         r = loop.evaluate(state, eval_step_fn, test, config, mesh)
