@@ -7,15 +7,9 @@ the training clip format, and each conversion is said. With several seeds in the
 probabilities are averaged over them (an ensemble).
 """
 
+from __future__ import annotations
+
 import json
-
-from absl import app, flags
-
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object per file.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-_TOP = flags.DEFINE_integer('top', 3, 'How many scenes to print.')
-flags.mark_flag_as_required('workdir')
 
 
 def predict_files(paths, workdir, step=None):
@@ -24,8 +18,9 @@ def predict_files(paths, workdir, step=None):
     import numpy as np
     from ascjax import features
     from ascjax.data import audio, layout
-    from ascjax.train import loop
-    config, model, state, _ = loop.restore(workdir, step)
+    from ascjax import run as run_lib
+    run = run_lib.open(workdir, step)
+    config, model, state = run.config, run.model, run.state
     fe = features.from_config(config.data)
     num_samples = int(round(config.data.clip_seconds * fe.sample_rate))
 
@@ -45,12 +40,14 @@ def predict_files(paths, workdir, step=None):
 
 
 def main(argv):
+    from absl import app, flags
+    f = flags.FLAGS
     paths = argv[1:]
     if not paths:
         raise app.UsageError('give one or more audio files')
-    for path, conversions, ranked in predict_files(paths, _WORKDIR.value, _STEP.value):
-        top = ranked[:_TOP.value]
-        if _JSON.value:
+    for path, conversions, ranked in predict_files(paths, f.workdir, f.step):
+        top = ranked[:f.top]
+        if f.json:
             print(json.dumps({'file': path, 'conversions': list(conversions),
                               'top': [{'scene': s, 'probability': p} for s, p in top]}))
         else:
@@ -61,4 +58,10 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    from absl import app, flags
+    flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
+    flags.DEFINE_bool('json', False, 'Print one JSON object per file.')
+    flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+    flags.DEFINE_integer('top', 3, 'How many scenes to print.')
+    flags.mark_flag_as_required('workdir')
     app.run(main)

@@ -27,13 +27,13 @@ kd="--config.train.distill.teacher_logits=$logits"
 train=${TRAIN_FLAGS:-}
 
 $PY -m ascjax.train --config=$CFG:mod8_resnorm --workdir="$OUT/teacher" "$@" $train $epochs
-[ -f "$logits" ] || $PY -m ascjax.distill.teacher_logits --workdir="$OUT/teacher" --out="$logits"
+[ -f "$logits" ] || $PY -m ascjax.tasks.teacher_logits --workdir="$OUT/teacher" --out="$logits"
 $PY -m ascjax.train --config=$CFG:mod8_resnorm_kd --workdir="$OUT/kd" $kd "$@" $train $epochs
 $PY -m ascjax.train --config=$CFG:mod8_resnorm_kd_compressed,prune --workdir="$OUT/pruned" \
     --config.train.init_from="$OUT/kd" $kd "$@" $ft_epochs
 $PY -m ascjax.train --config=$CFG:mod8_resnorm_kd_compressed,qat --workdir="$OUT/qat" \
     --config.train.init_from="$OUT/pruned" $kd "$@" $ft_epochs
-$PY -m ascjax.complexity --workdir="$OUT/qat" --json > "$OUT/qat/complexity.json"
-$PY -m ascjax.complexity --workdir="$OUT/qat"
-$PY -m ascjax.compress.export --workdir="$OUT/qat"
+$PY -m ascjax.tasks.complexity --workdir="$OUT/qat" --json > "$OUT/qat/complexity.json"
+$PY -m ascjax.tasks.complexity --workdir="$OUT/qat"
+$PY -m ascjax.tasks.export --workdir="$OUT/qat"
 $PY -m ascjax.evaluation "$OUT/teacher" "$OUT/kd" "$OUT/pruned" "$OUT/qat"

@@ -8,7 +8,9 @@ import numpy as np
 import optax
 
 from ascjax import models
-from ascjax.train import augment, state as state_lib, step as step_lib
+from ascjax.augment import spec as augment
+from ascjax.tasks import classifier
+from ascjax.train import state as state_lib
 from tests import tiny_config
 
 RANDOM_FUNCTIONS = ('uniform', 'randint', 'beta', 'permutation', 'bernoulli', 'normal')
@@ -39,10 +41,10 @@ def test_no_key_is_used_for_two_draws(monkeypatch):
     used.clear()
     params, stats, opt = variables['params'], {'batch_stats': variables['batch_stats']}, tx.init(
         variables['params'])
-    train_one = jax.jit(lambda *a: step_lib.classifier_update(model, tx, config.train, 10, None, *a))
+    train_one = jax.jit(classifier.recipe_update(model, config)(tx))
     for seed_key in state_lib.seed_keys(0, 2):
         for step in range(3):
-            params, stats, opt, _ = train_one(params, stats, opt, {}, seed_key, step,
+            params, stats, opt, _ = train_one(params, stats, opt, seed_key, step,
                                               {'spectrogram': x, 'label': labels})
     jax.effects_barrier()
     assert sum(used.values()) >= 2 * 3 * 5

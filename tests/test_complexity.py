@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ascjax import complexity, features, models
+from ascjax import features, models
+from ascjax.tasks import complexity
 from ascjax.compress import prune
 from ascjax.train import optim
 from experiments.configs import paper
@@ -49,7 +50,7 @@ def test_size_counts_only_nonzero_values_by_dtype():
 
 
 def test_cli_json():
-    out = subprocess.run([sys.executable, '-m', 'ascjax.complexity',
+    out = subprocess.run([sys.executable, '-m', 'ascjax.tasks.complexity',
                           '--config=experiments/configs/paper.py:mod1_resnorm', '--json'],
                          capture_output=True, text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])

@@ -12,9 +12,10 @@ import optax
 import pytest
 
 from ascjax import models
-from ascjax.compress import prune
-from ascjax.distill import teacher_logits
-from ascjax.train import optim, state as state_lib, step as step_lib
+from ascjax import run as run_lib
+from ascjax.compress import distill, prune
+from ascjax.tasks import classifier
+from ascjax.train import optim
 from flax.traverse_util import flatten_dict as flax_flatten
 from tests import tiny_config
 
@@ -24,7 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _update(alpha, temperature, teacher):
     config = tiny_config.get_config('mod1')
     config.train.augment.update(mixup_alpha=0.0, time_roll=0, freq_masks=0, time_masks=0)
-    config.train.distill.update(alpha=alpha, temperature=temperature)
+    config.train.distill.temperature = temperature
+    if teacher is not None:
+        config.train.losses = {'cross_entropy': 1 - alpha, 'distill': alpha}
     config.model.dropout = 0.0
     model = models.from_config(config.model)
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 16, 1))
@@ -33,9 +36,9 @@ def _update(alpha, temperature, teacher):
     batch = {'spectrogram': x, 'label': jnp.arange(4)}
     if teacher is not None:
         batch['teacher'] = teacher
-    out = step_lib.classifier_update(model, tx, config.train, 10, None, v['params'],
-                                     {'batch_stats': v['batch_stats']}, tx.init(v['params']), {},
-                                     jax.random.PRNGKey(3), 0, batch)
+    out = classifier.recipe_update(model, config)(tx)(
+        v['params'], {'batch_stats': v['batch_stats']}, tx.init(v['params']),
+        jax.random.PRNGKey(3), 0, batch)
     logits, _ = model.apply(v, x, train=True, mutable=['batch_stats'])
     return float(out[3]['loss']), logits
 
@@ -73,7 +76,7 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
         'teacher', 'student', 'pruned', 'quantised'))
     _train(teacher, tau_dir, train_data_dir, '--config.num_seeds=2')
     out = str(tmp_path / 'teacher.npz')
-    proc = subprocess.run([sys.executable, '-m', 'ascjax.distill.teacher_logits',
+    proc = subprocess.run([sys.executable, '-m', 'ascjax.tasks.teacher_logits',
                            f'--workdir={teacher}', f'--out={out}'], cwd=REPO,
                           capture_output=True, text=True, timeout=400,
                           env=dict(os.environ, JAX_PLATFORMS='cpu'))
@@ -82,11 +85,7 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
         names, logits = list(f['filenames']), f['logits']
     assert len(names) == 8 and logits.shape == (8, 10) and len(set(names)) == 8
     # the ensemble of the teacher's two seeds: the mean of their logits
-    from ascjax.train import loop
-    config, model, state, mesh = loop.restore(teacher)
-    source = loop.source(loop.open_data(config), 'train')
-    ev = step_lib.make_eval_step(model, config, jax.tree.map(lambda a: a.sharding, state), mesh)
-    p = loop.predict(state, ev, source, config, mesh)
+    p = run_lib.open(teacher).predict('train')
     np.testing.assert_allclose(logits, p['logits'][:, np.argsort(p['index'])].mean(0), atol=1e-6)
 
     kd = f'--config.train.distill.teacher_logits={out}'
@@ -102,25 +101,25 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
         n = sum(p.size for p, f in zip(jax.tree.leaves(params),
                                        jax.tree.structure(params).flatten_up_to(prunable)) if f)
         return prune.sparsity(params, prunable), round(0.75 * n) / n, params
-    _, _, pruned_state, _ = loop.restore(pruned)
+    pruned_state = run_lib.open(pruned).state
     got, want, pruned_params = kernel_sparsity(pruned_state)
     assert got == want
     assert json.load(open(os.path.join(pruned, 'results.json')))['seeds'] == 1
 
     # QAT kept exactly the pruned zeros and saved its activation ranges with the state
-    _, _, q_state, _ = loop.restore(quantised)
+    q_state = run_lib.open(quantised).state
     got, want, q_params = kernel_sparsity(q_state)
     assert got == want
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a == 0, b == 0),
                  pruned_params, q_params)
     counts = {jax.tree_util.keystr(path): int(np.asarray(c).ravel()[0])
-              for path, c in jax.tree_util.tree_flatten_with_path(q_state.quant_stats)[0]
+              for path, c in jax.tree_util.tree_flatten_with_path(q_state.collections['quant_stats'])[0]
               if 'count' in jax.tree_util.keystr(path)}
     # one moving-average update per training step; SiLU's sigmoid has the fixed range (0, 1)
     assert {n for k, n in counts.items() if 'sigmoid' not in k} == {6}
 
     # size: int8 non-zero kernels + float32 rest, from the run's own weights
-    from ascjax import complexity
+    from ascjax.tasks import complexity
     r = complexity.workdir_report(quantised)
     assert r['dtype_map'] == 'int8' and not r['over_128kb']
     params = {'/'.join(k): v for k, v in flax_flatten(q_params).items()}
@@ -131,7 +130,7 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
     assert r['size_bytes_bn_folded'] < r['size_bytes']
 
     # int8 export: one .tflite that runs with LiteRT alone and computes what the QAT model does
-    from ascjax.compress import export
+    from ascjax.tasks import export
     e = export.export(quantised)
     assert e['test_clips'] == 7 and e['qat'] and e['calibration_clips'] == 0
     assert e['ops']['QUANTIZE'] > 0 and e['int8_ops'] > 0, e['ops']
@@ -145,9 +144,9 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
         'print(i.get_tensor(out["index"]).shape)\n')
     proc = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == '(1, 10)', proc.stderr[-2000:]
-    config, model, state, _ = loop.restore(quantised)
-    x, _ = export._arrays(loop.source(loop.open_data(config), 'test'), np.arange(7))
-    variables = state_lib.seed_slice(state, 0)
+    run = run_lib.open(quantised)
+    x, _ = export._arrays(run.source('test'), np.arange(7))
+    model, variables = run.model, run.variables(0)
     ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x))
     theirs = export.run_tflite(e['tflite'], x)
     assert e['max_abs_logit_diff'] == float(np.abs(ours - theirs).max())
@@ -164,15 +163,15 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
 
 
 def test_teacher_logits_must_cover_every_training_clip(tau_builder, tmp_path):
-    from ascjax.data import pipeline
-    base = pipeline.TfdsSource.from_builder(tau_builder, 'train')
+    from ascjax.data import sources
+    base = sources.TfdsSource.from_builder(tau_builder, 'train')
     names = base.filenames()
     path = str(tmp_path / 't.npz')
     np.savez(path, filenames=np.asarray(names[:-1]), logits=np.zeros((len(names) - 1, 10)))
     with pytest.raises(ValueError, match='no teacher logits for 1 of the 8'):
-        teacher_logits.TeacherSource.of(base, path)
+        distill.TeacherSource.of(base, path)
     np.savez(path, filenames=np.asarray(names[::-1]),
              logits=np.arange(len(names))[::-1, None] * np.ones((1, 10)))
-    source = teacher_logits.TeacherSource.of(base, path)
+    source = distill.TeacherSource.of(base, path)
     batch = source.load(np.arange(len(names)))
     np.testing.assert_array_equal(batch['teacher'][:, 0], np.arange(len(names)))

@@ -5,7 +5,8 @@ import jax
 import numpy as np
 
 from ascjax import models
-from ascjax.compress import export, qat
+from ascjax.compress import qat
+from ascjax.tasks import export
 
 SHAPE = (32, 20, 1)
 

@@ -4,7 +4,8 @@ options."""
 import numpy as np
 import pytest
 
-from ascjax.train import loop
+from ascjax import run as run_lib
+from ascjax.tasks import classifier
 from experiments.configs import paper
 from tests import tiny_config
 
@@ -74,7 +75,7 @@ def test_kd_row_trains_300_epochs_and_the_others_their_recipe():
 
 
 def test_only_kd_rows_require_teacher_logits():
-    required = {row for row in paper.ROWS if paper.get_config(row).train.distill.required}
+    required = {row for row in paper.ROWS if 'distill' in paper.get_config(row).train.losses}
     assert required == {'mod8_resnorm_kd', 'mod8_resnorm_kd_compressed'}
 
 
@@ -98,22 +99,41 @@ def no_data(monkeypatch):
     """Stops train_and_evaluate where it would build the data, so refusals show as raised first."""
     def refuse(config):
         raise _DataBuilt
-    monkeypatch.setattr(loop, 'open_data', refuse)
+    monkeypatch.setattr(run_lib, 'open_data', refuse)
 
 
 @pytest.mark.parametrize('arg', ['mod8_resnorm_kd', 'mod8_resnorm_kd_compressed,prune'])
 def test_kd_rows_refuse_to_train_without_teacher_logits(arg, tmp_path, no_data):
     config = tiny_config.get_config(arg)
     with pytest.raises(ValueError, match='distils a teacher') as e:
-        loop.train_and_evaluate(config, str(tmp_path / 'run'))
+        classifier.train_and_evaluate(config, str(tmp_path / 'run'))
     assert '--config.train.distill.teacher_logits=FILE.npz' in str(e.value)
-    assert ('python -m ascjax.distill.teacher_logits --workdir=TEACHER_WORKDIR '
+    assert ('python -m ascjax.tasks.teacher_logits --workdir=TEACHER_WORKDIR '
             '[--workdir=...] --out=FILE.npz' in str(e.value))
     config.train.distill.teacher_logits = str(tmp_path / 'teacher.npz')
     with pytest.raises(_DataBuilt):
-        loop.train_and_evaluate(config, str(tmp_path / 'run'))
+        classifier.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
 def test_other_rows_train_without_teacher_logits(tmp_path, no_data):
     with pytest.raises(_DataBuilt):
-        loop.train_and_evaluate(tiny_config.get_config('mod8_resnorm'), str(tmp_path / 'run'))
+        classifier.train_and_evaluate(tiny_config.get_config('mod8_resnorm'), str(tmp_path / 'run'))
+
+
+def test_configs_load_from_outside_the_repository(tmp_path):
+    """`experiments` is installed with ascjax, so translator.py's `from experiments.configs
+    import paper` works from any working directory (as config_flags loads it, by path)."""
+    import os
+    import subprocess
+    import sys
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'experiments', 'configs', 'translator.py')
+    script = ('import importlib.util\n'
+              f'spec = importlib.util.spec_from_file_location("cfg", {path!r})\n'
+              'module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n'
+              'print(module.get_config("small").task)\n')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == 'translator'

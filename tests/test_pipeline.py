@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from ascjax import features
-from ascjax.data import layout, pipeline
+from ascjax.data import layout, pipeline, sources
 from tests import fixtures
 from tests.conftest import SMALL_FRONT_END
 
 
 @pytest.fixture(scope='module')
 def source(tau_builder):
-    return pipeline.TfdsSource.from_builder(tau_builder, 'train')
+    return sources.TfdsSource.from_builder(tau_builder, 'train')
 
 
 def _take(ds):
@@ -34,7 +34,7 @@ def test_batch_layout(source):
     assert batch['label'][0] == record['label']
     assert batch['device'][0] == layout.device_id(record['device'].decode())
     assert batch['city'][0] == layout.CITIES.index(record['city'].decode())
-    assert batch['pair'][0] == pipeline.pair_id(record['pair'])
+    assert batch['pair'][0] == sources.pair_id(record['pair'])
     np.testing.assert_array_equal(batch['spectrogram'][0, ..., 0], record['spectrogram'])
 
 
@@ -69,7 +69,7 @@ def test_hosts_take_contiguous_slices_of_one_global_batch(source):
 
 
 def test_eval_visits_every_example_once(tau_builder):
-    source = pipeline.TfdsSource.from_builder(tau_builder, 'test')
+    source = sources.TfdsSource.from_builder(tau_builder, 'test')
     batches = _take(pipeline.eval_batches(source, global_batch_size=4))
     index = np.concatenate([b['index'] for b in batches])
     mask = np.concatenate([b['mask'] for b in batches])
@@ -78,8 +78,8 @@ def test_eval_visits_every_example_once(tau_builder):
 
 def test_wav_source_with_host_features_equals_the_cache(tau_dir, tau_builder):
     """The cold path (decode + TF log-mel per batch) gives the cached features."""
-    cached = pipeline.TfdsSource.from_builder(tau_builder, 'test')
-    wav = pipeline.WavSource.open(tau_dir, 'test', fixtures.SAMPLE_RATE, fixtures.CLIP_SECONDS)
+    cached = sources.TfdsSource.from_builder(tau_builder, 'test')
+    wav = sources.WavSource.open(tau_dir, 'test', fixtures.SAMPLE_RATE, fixtures.CLIP_SECONDS)
     (cold,) = _take(pipeline.eval_batches(wav, global_batch_size=8, front_end=SMALL_FRONT_END))
     for i, filename in enumerate(c.filename for c in wav.clips):
         record = next(cached.data_source[j] for j in range(len(cached))
@@ -90,7 +90,7 @@ def test_wav_source_with_host_features_equals_the_cache(tau_dir, tau_builder):
 
 def test_audio_for_device_features(tau_dir):
     """Without a host front end, audio sources yield waveforms; logmel_jax then runs on device."""
-    wav = pipeline.WavSource.open(tau_dir, 'train', fixtures.SAMPLE_RATE, fixtures.CLIP_SECONDS)
+    wav = sources.WavSource.open(tau_dir, 'train', fixtures.SAMPLE_RATE, fixtures.CLIP_SECONDS)
     (batch,) = _take(pipeline.train_batches(wav, global_batch_size=4, seed=0, num_steps=1))
     assert batch['audio'].shape == (4, fixtures.SAMPLE_RATE) and 'spectrogram' not in batch
     on_device = np.asarray(features.logmel_jax(batch['audio'], SMALL_FRONT_END))

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 
 from ascjax import models
-from ascjax.train import state as state_lib, step as step_lib
+from ascjax.tasks import classifier
+from ascjax.train import state as state_lib
 from tests import tiny_config
 
 
@@ -18,9 +19,9 @@ def test_bfloat16_compute_keeps_float32_state_and_loss():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 32, 16, 1)), jnp.float32)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
     tx = optax.sgd(0.01)
-    one = jax.jit(lambda *a: step_lib.classifier_update(model, tx, config.train, 10, None, *a))
+    one = jax.jit(classifier.recipe_update(model, config)(tx))
     params, stats, _, metrics = one(variables['params'], {'batch_stats': variables['batch_stats']},
-                                    tx.init(variables['params']), {}, state_lib.seed_keys(0, 1)[0],
+                                    tx.init(variables['params']), state_lib.seed_keys(0, 1)[0],
                                     0, {'spectrogram': x, 'label': jnp.arange(4)})
     for leaf in jax.tree.leaves((params, stats)):
         assert leaf.dtype == jnp.float32

@@ -26,7 +26,9 @@ from flax import traverse_util
 
 from ascjax import models
 from ascjax.models import convert
-from ascjax.train import augment, mesh as mesh_lib, optim, state as state_lib, step as step_lib
+from ascjax.augment import spec as augment
+from ascjax.tasks import classifier
+from ascjax.train import mesh as mesh_lib, optim, state as state_lib
 from experiments.configs import paper
 
 torch = pytest.importorskip('torch')
@@ -74,10 +76,11 @@ def _jax_setup(config, variables):
     shardings = jax.tree.map(lambda a: a.sharding, state)
     seeded = lambda tree: jax.tree.map(lambda a: np.asarray(a)[None], tree)
     state = jax.device_put(state.replace(
-        params=seeded(variables['params']), batch_stats=seeded(variables['batch_stats']),
+        params=seeded(variables['params']),
+        collections={'batch_stats': seeded(variables['batch_stats'])},
         opt_state=jax.vmap(tx.init)(seeded(variables['params']))), shardings)
-    train_step = step_lib.make_train_step(model, tx, config, optim.schedule(config.train, spe),
-                                          shardings, mesh)
+    train_step = classifier.make_train_step(model, tx, config, optim.schedule(config.train, spe),
+                                            shardings, mesh)
     return state, train_step, mesh, spe
 
 
@@ -88,7 +91,7 @@ def _unseeded(tree):
 def _load_into_torch(torch_model, opt, state, fields):
     """Copies ascjax's weights, BN statistics and momentum buffers into the torch model."""
     tensors = convert.flax_to_torch({'params': _unseeded(state.params),
-                                     'batch_stats': _unseeded(state.batch_stats)},
+                                     'batch_stats': _unseeded(state.collections['batch_stats'])},
                                     'bcresnet_mod', **fields)
     missing, unexpected = torch_model.load_state_dict(
         {k: torch.from_numpy(v) for k, v in tensors.items()}, strict=False)
@@ -110,7 +113,7 @@ def _variable_errors(state, torch_model, fields) -> dict[str, float]:
     want = convert.torch_to_flax(torch_model.state_dict(), 'bcresnet_mod', **fields)
     errors = {}
     for collection in ('params', 'batch_stats'):
-        flat_got = traverse_util.flatten_dict(_unseeded(getattr(state, collection)))
+        flat_got = traverse_util.flatten_dict(_unseeded(state.variables()[collection]))
         flat_want = traverse_util.flatten_dict(want[collection])
         for path, value in flat_got.items():
             ref = flat_want[path]

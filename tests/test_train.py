@@ -45,8 +45,8 @@ def _train(workdir, tau_dir, data_dir, *extra, devices=1, timeout=400):
 
 
 def _final_params(workdir):
-    from ascjax.train import loop
-    _, _, state, _ = loop.restore(str(workdir))
+    import ascjax
+    state = ascjax.load(str(workdir)).state
     return jax.tree.map(np.asarray, state.params), int(state.step)
 
 
@@ -102,9 +102,9 @@ def test_two_fake_devices_equal_one(reference, two_devices):
     assert sorted(ref) == sorted(sharded) == [1, 2, 3, 4, 5, 6]
     for step in (1, 2):
         np.testing.assert_allclose(sharded[step], ref[step], atol=1e-5, rtol=0)
-    from ascjax.train import loop
-    a = loop.restore(str(reference), 2)[2].params
-    b = loop.restore(str(two_devices), 2)[2].params
+    import ascjax
+    a = ascjax.load(str(reference), 2).state.params
+    b = ascjax.load(str(two_devices), 2).state.params
     _assert_trees_close(jax.tree.map(np.asarray, a), jax.tree.map(np.asarray, b), 1e-5)
 
 
@@ -167,7 +167,7 @@ def test_evaluate_and_predict_entry_points(reference, tau_dir, tmp_path):
     workdir = tmp_path / 'run'
     shutil.copytree(reference, workdir)
     os.remove(workdir / 'results.json')
-    proc = subprocess.run([sys.executable, '-m', 'ascjax.evaluate', f'--workdir={workdir}'],
+    proc = subprocess.run([sys.executable, '-m', 'ascjax.tasks.evaluate', f'--workdir={workdir}'],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.load(open(workdir / 'results.json'))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ascjax.data import layout, pipeline, synthesize
+from ascjax.data import layout, sources, synthesize
 from experiments.configs import translator as translator_config
 from tests import fixtures
 from tests.conftest import SMALL_FRONT_END
@@ -31,15 +31,15 @@ def test_pairs_join_recordings_of_one_segment_within_a_split(tau_dir, tau_builde
     """Fixture: train has 4 (A, X) pairs over 3 segments, test 5 over 2; no key in both."""
     keys = {}
     for split, expected in (('train', 4), ('test', 5)):
-        wav = pipeline.WavSource.open(tau_dir, split)
-        tfds_source = pipeline.TfdsSource.from_builder(tau_builder, split)
+        wav = sources.WavSource.open(tau_dir, split)
+        tfds_source = sources.TfdsSource.from_builder(tau_builder, split)
         meta_w, meta_t = wav.metadata(), tfds_source.metadata()
-        p = pipeline.pairs(meta_t)
+        p = sources.pairs(meta_t)
         keys[split] = _check_pairs(meta_t, p, expected)
         # the cached dataset and the wav files agree on who is paired with whom
         names = lambda meta, q: sorted((int(meta['pair'][a]), int(meta['device'][x])) for a, x in q)
-        assert names(meta_t, p) == names(meta_w, pipeline.pairs(meta_w))
-        batch = pipeline.PairSource.of(tfds_source).load(np.arange(len(p)))
+        assert names(meta_t, p) == names(meta_w, sources.pairs(meta_w))
+        batch = sources.PairSource.of(tfds_source).load(np.arange(len(p)))
         assert batch['spectrogram'].shape == batch['target'].shape
         assert not np.array_equal(batch['spectrogram'], batch['target'])
     assert not keys['train'] & keys['test']
@@ -49,11 +49,11 @@ def test_pairs_reject_two_recordings_of_one_device():
     meta = {'pair': np.array([7, 7, 7]), 'label': np.zeros(3, int), 'city': np.zeros(3, int),
             'device': np.array([0, 1, 1]), 'index': np.arange(3)}
     with pytest.raises(ValueError, match='both device b'):
-        pipeline.pairs(meta)
+        sources.pairs(meta)
 
 
 def test_augmentation_replaces_only_device_a_with_the_configured_probability():
-    from ascjax.translator import augment
+    from ascjax.augment import translate as augment
     p, n = 0.3, 4000
     translate = jax.jit(augment.make_translate(lambda x, d, b: x + 100.0 + d[:, None, None, None],
                                                targets=[1, 2, 3], probability=p))
@@ -94,7 +94,7 @@ def _config(root, data_dir):
 
 @pytest.fixture(scope='module')
 def trained(tiny_synthetic, tmp_path_factory):
-    from ascjax.translator import train
+    from ascjax.tasks import translator as train
     workdir = str(tmp_path_factory.mktemp('translator'))
     data_dir = str(tmp_path_factory.mktemp('translator_data'))
     results = train.train(_config(tiny_synthetic, data_dir), workdir)

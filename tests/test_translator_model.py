@@ -7,7 +7,7 @@ import pytest
 from flax import linen as nn
 
 from ascjax.data.layout import DEVICES
-from ascjax.translator.model import UNet, translate
+from ascjax.models.unet import UNet, translate
 
 SMALL = dict(features=4, depth=2, sub_bands=4)
 

@@ -145,16 +145,16 @@ def bench_pipeline(repeats: int) -> list[dict]:
     """Clips/s of the input pipeline on the synthetic demo set: cold (wav) and cached (TFDS)."""
     import tensorflow as tf
     from ascjax import features
-    from ascjax.data import datasets, pipeline
+    from ascjax.data import datasets, pipeline, sources as sources_lib
     builder = datasets.prepare('synthetic', data_dir=FLAGS.data_dir, preset='demo')
     root = datasets.manual_dir_for('synthetic', data_dir=FLAGS.data_dir or
                                    datasets.default_data_dir(), preset='demo')
     batch_size = 32
     fe = features.FrontEnd()
     sources = {
-        'cached features (TFDS array_record)': (pipeline.TfdsSource.from_builder(builder, 'train'),
+        'cached features (TFDS array_record)': (sources_lib.TfdsSource.from_builder(builder, 'train'),
                                                 None),
-        'cold: wav decode + TF log-mel': (pipeline.WavSource.open(root, 'train'), fe),
+        'cold: wav decode + TF log-mel': (sources_lib.WavSource.open(root, 'train'), fe),
     }
     records = []
     for name, (source, front_end) in sources.items():
@@ -416,7 +416,8 @@ def _time_classifier_step(k: int, repeats: int, translate=None, qat: bool = Fals
     from experiments.configs import paper
     from ascjax import features
     from ascjax.compress import qat as qat_lib
-    from ascjax.train import mesh as mesh_lib, optim, state as state_lib, step as step_lib
+    from ascjax.tasks import classifier
+    from ascjax.train import mesh as mesh_lib, optim, state as state_lib
     config = paper.get_config('mod1_resnorm')
     config.num_seeds, config.train.batch_size = k, 32
     config.qat.enabled = qat
@@ -428,8 +429,10 @@ def _time_classifier_step(k: int, repeats: int, translate=None, qat: bool = Fals
     tx = optim.optimizer(config.train, params, 100)
     state = state_lib.create(model, tx, shape, config.seed, k, mesh)
     shardings = jax.tree.map(lambda a: a.sharding, state)
-    step = step_lib.make_train_step(model, tx, config, optim.schedule(config.train, 100),
-                                    shardings, mesh, translate)
+    transforms = None if translate is None else [
+        classifier.translation(translate), classifier.BATCH_TRANSFORMS['augment'].build(config)]
+    step = classifier.make_train_step(model, tx, config, optim.schedule(config.train, 100),
+                                      shardings, mesh, transforms)
     rng = np.random.default_rng(0)
     batch = mesh_lib.global_batch({
         'spectrogram': rng.standard_normal((32, *shape)).astype(np.float32),
@@ -462,7 +465,8 @@ def bench_translator(repeats: int) -> list[dict]:
     (p = 0.5; the whole batch is translated, then A examples are picked), for two U-Net widths."""
     import jax
     import numpy as np
-    from ascjax.translator import augment, model as translator_model
+    from ascjax.augment import translate as augment
+    from ascjax.models import unet as translator_model
     records = [{'name': 'train step: Mod-1+ResNorm, no translator',
                 **_plain_classifier_step(1, repeats)}]
     for width in ((8, 16) if FLAGS.slow else (8,)):

@@ -45,27 +45,24 @@ def seed_config(config, seed: int):
 
 def eval_step_of(config, fraction: float) -> int | None:
     """The step at `fraction` of the run (None when fraction is 0 or 1)."""
-    from ascjax.train import loop, optim
+    from ascjax import run as run_lib
+    from ascjax.train import optim
     if not 0 < fraction < 1:
         return None
-    train = len(loop.source(loop.open_data(config), 'train'))
+    train = len(run_lib.source(run_lib.open_data(config), 'train'))
     return int(round(fraction * optim.total_steps(config.train,
                                                   train // config.train.batch_size)))
 
 
 def run_ascjax(config, workdir: str, eval_step: int | None) -> None:
-    import jax
-    from ascjax.train import loop, step as step_lib
+    from ascjax import run as run_lib
+    from ascjax.tasks import classifier
     if eval_step:   # a checkpoint at eval_step, kept, to evaluate afterwards
         config.train.checkpoint_every_steps = eval_step
         config.train.keep_checkpoints = max(config.train.keep_checkpoints, 3)
-    loop.train_and_evaluate(config, workdir)
+    classifier.train_and_evaluate(config, workdir)
     if eval_step:
-        _, model, state, mesh = loop.restore(workdir, eval_step)
-        shardings = jax.tree.map(lambda a: a.sharding, state)
-        eval_step_fn = step_lib.make_eval_step(model, config, shardings, mesh)
-        test = loop.source(loop.open_data(config), 'test')
-        r = loop.evaluate(state, eval_step_fn, test, config, mesh)
+        r = run_lib.open(workdir, eval_step).evaluate('test')
         with open(os.path.join(workdir, f'results_step{eval_step}.json'), 'w') as f:
             json.dump({**r, 'step': eval_step}, f, indent=2)
 

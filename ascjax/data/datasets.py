@@ -16,7 +16,7 @@ import shutil
 from absl import app, flags
 
 from ascjax import features
-from ascjax.data import layout, tau
+from ascjax.data import layout
 
 NAMES = ('synthetic', 'tau2020mobile')
 
@@ -53,8 +53,10 @@ def manual_dir_for(dataset: str, *, data_dir: str, manual_dir: str | None = None
 def prepare(dataset: str, *, data_dir: str | None = None, manual_dir: str | None = None,
             preset: str = 'demo', seed: int = 0,
             front_end: features.FrontEnd = features.FrontEnd(), store: str = 'logmel',
-            clip_seconds: float = layout.CLIP_SECONDS) -> tau.Tau2020Mobile:
-    """The built TFDS dataset (features computed once and cached) for `dataset`."""
+            clip_seconds: float = layout.CLIP_SECONDS):
+    """The built TFDS dataset (`tau.Tau2020Mobile`, features computed once and cached) for
+    `dataset`."""
+    from ascjax.data import tau   # TFDS: only for the cached dataset, not for `manual_dir_for`
     data_dir = data_dir or default_data_dir()
     root = manual_dir_for(dataset, data_dir=data_dir, manual_dir=manual_dir, preset=preset,
                           seed=seed)
@@ -66,7 +68,7 @@ def prepare(dataset: str, *, data_dir: str | None = None, manual_dir: str | None
 def describe(root: str) -> dict:
     """Clips per split and device, and the number of (A, X) pairs per device X, from the CSVs."""
     summary = {}
-    for split in tau.SPLITS:
+    for split in ('train', 'test'):
         clips = layout.read_split(root, split, check_audio=False)
         devices = collections.Counter(c.device for c in clips)
         recorded_by = collections.defaultdict(set)
@@ -81,14 +83,14 @@ def describe(root: str) -> dict:
 
 
 def _print_summary(root: str, builder) -> None:
-    from ascjax.data import pipeline
+    from ascjax.data import pipeline, sources
     print(f'dataset: {root}\nfeatures: {builder.data_dir}')
     for split, s in describe(root).items():
         print(f'{split:>5}: {s["clips"]} clips at {s["locations"]} locations')
         print(f'       per device: {s["devices"]}')
         print(f'       (A, X) pairs: {s["pairs_with_a"]}')
     print('conversions:', builder.info.metadata.get('conversions'))
-    source = pipeline.TfdsSource.from_builder(builder, 'train')
+    source = sources.TfdsSource.from_builder(builder, 'train')
     batch = next(pipeline.train_batches(source, global_batch_size=32, seed=0).as_numpy_iterator())
     print('one training batch:', {k: (v.shape, str(v.dtype)) for k, v in batch.items()})
 

@@ -11,7 +11,7 @@ targets; torch's default initialisation and BatchNorm2d; evaluation through `asc
 
 Random draws come from a `Draws` callable `(step, cfg, shape) -> dict`: by default this
 framework's own (NumPy, seeded by (seed, step)); the step-parity test passes ascjax's draws
-instead (`ascjax.train.augment.draws`), so that both frameworks augment one batch identically.
+instead (`ascjax.augment.spec.draws`), so that both frameworks augment one batch identically.
 """
 
 from __future__ import annotations
@@ -185,8 +185,9 @@ def build(config, train_source) -> torch.nn.Module:
     torch.manual_seed(config.seed)
     model = ref_model.from_config(config.model)
     if config.model.norm == 'global_freqnorm':
-        from ascjax.train import loop
-        model.set_global_freq_stats(*loop.global_freq_stats(train_source, config.eval.batch_size))
+        from ascjax.tasks import classifier
+        model.set_global_freq_stats(*classifier.global_freq_stats(train_source,
+                                                                   config.eval.batch_size))
     return model.to(memory_format=torch.channels_last)
 
 
@@ -220,14 +221,14 @@ def fit(model, config, train_source, *, draws: Draws | None = None, on_step=None
 
 def train_and_evaluate(config, workdir: str, *, eval_steps: tuple[int, ...] = ()) -> dict:
     """Trains config's model in PyTorch and evaluates it on the test split, like
-    `ascjax.train.loop.train_and_evaluate`: workdir gets results.json/.md, train_losses.json and
+    `ascjax.tasks.classifier.train_and_evaluate`: workdir gets results.json/.md, train_losses.json and
     model.pt; `eval_steps` adds results_step{N}.json at those (intermediate) steps."""
-    from ascjax.train import loop   # the same dataset and feature cache as ascjax's runs
+    from ascjax import run as run_lib   # the same dataset and feature cache as ascjax's runs
     from ascjax.train import checkpoint
     _check_recipe(config)
     checkpoint.write_run_info(workdir, config)
-    builder = loop.open_data(config)
-    train_source, test_source = loop.source(builder, 'train'), loop.source(builder, 'test')
+    builder = run_lib.open_data(config)
+    train_source, test_source = run_lib.source(builder, 'train'), run_lib.source(builder, 'test')
     model = build(config, train_source)
     method = f"{config.get('row', config.model.name)} (torch)"
 

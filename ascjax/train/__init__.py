@@ -1,12 +1,14 @@
-"""Training: one sharded `jax.jit` step over a ('data',) mesh, orbax checkpoints, resumable loop.
+"""The engine: one sharded `jax.jit` step over a ('data',) mesh, orbax checkpoints, one loop.
 
     mesh.py        the device mesh and how host batches become global arrays
-    optim.py       optax optimizer and schedule from the config (regex weight-decay masks)
-    augment.py     on-device augmentations (time roll, SpecAugment masks, mixup) with explicit keys
-    state.py       the train state and its creation, directly in its sharding
-    step.py        train_step / eval_step (vmapped over seeds when num_seeds > 1)
+    optim.py       optax optimizer and schedule from the config (regex parameter groups)
+    state.py       the train state (params, optimizer state, variable collections, keys per seed)
+    step.py        the step builders: a task's per-seed update / forward pass, vmapped and jitted
+    feed.py        training batches: tf.data, or the whole split in device memory, one order
     checkpoint.py  orbax CheckpointManager: save, restore onto any device count
-    loop.py        train_and_evaluate(config, workdir)
+    progress.py    log lines with ETA, TensorBoard, train_metrics.jsonl
+    loop.py        train(task, config, workdir): the one training loop
 
-`python -m ascjax.train` (this package's __main__) only parses flags and calls loop.
+It names no paper feature: tasks (ascjax.tasks) bring models, losses and augmentations.
+`python -m ascjax.train` (this package's __main__) trains the classifier task.
 """

@@ -3,7 +3,8 @@
     python -m ascjax.train --config=experiments/configs/paper.py:mod1_resnorm --workdir=/tmp/run \
         [--config.num_seeds=3] [--config.train.batch_size=64] ...
 
-Intentionally short: flags are parsed here, the work is in ascjax.train.loop. Multi-host: start one
+Intentionally short: flags are parsed here, the work is in ascjax.tasks.classifier (the recipe)
+and ascjax.train.loop (the loop). Multi-host: start one
 process per host with --coordinator=HOST:PORT --num_processes=N --process_id=I (or let
 jax.distributed.initialize() discover them on TPU/SLURM); every process runs the same command.
 """
@@ -34,8 +35,8 @@ def main(argv):
         logging.warning('on CPU, GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (the Makefile sets it) '
                         'backs XLA\'s buffers with huge pages: the Mod-8 train step took 3.7 s '
                         'with it, 7.7 s without')
-    from ascjax.train import loop
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    from ascjax.tasks import classifier
+    classifier.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == '__main__':

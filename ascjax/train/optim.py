@@ -1,6 +1,6 @@
 """The optimizer: SGD with momentum (or Adam), L2 weight decay added to the gradient (as torch SGD),
-a linear warm-up + cosine schedule, all from optax, and optionally one-shot magnitude pruning
-(`ascjax.compress.prune`, config.train.prune). Parameter groups come from regex lists."""
+a linear warm-up + cosine schedule, all from optax. Parameter groups come from regex lists
+(`path_mask`); a task may wrap the result (the classifier's pruning masks: `loop.Task`)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,4 @@ def optimizer(cfg, params, steps_per_epoch: int) -> optax.GradientTransformation
         update = optax.adam(schedule(cfg, steps_per_epoch))
     else:
         raise ValueError(f'--config.train.optimizer={name!r}: expected sgd or adam')
-    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=mask), update)
-    prune_cfg = cfg.get('prune')
-    if prune_cfg is not None and prune_cfg.sparsity > 0:
-        from ascjax.compress import prune
-        tx = prune.wrap(tx, path_mask(params, prune_cfg.include, prune_cfg.exclude),
-                        prune_cfg.sparsity, prune_cfg.at_step, prune_cfg.scope)
-    return tx
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=mask), update)

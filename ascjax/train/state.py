@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import linen as nn
 from flax import struct
@@ -23,30 +24,18 @@ from ascjax.train import mesh as mesh_lib
 class TrainState:
     step: jax.Array          # scalar int32, shared by all seeds
     params: Any              # every leaf [K, ...]
-    batch_stats: Any
     opt_state: Any
-    norm_stats: Any          # Global FreqNorm's per-bin statistics ({} for other models)
+    collections: Any         # the model's other variable collections by name (batch_stats,
+    #                          norm_stats, quant_stats, ...), every leaf [K, ...]
     train_keys: jax.Array    # [K, 2] uint32: keys for augmentation and dropout
-    quant_stats: Any = struct.field(default_factory=dict)   # QAT activation ranges (qwix), or {}
 
     @property
     def num_seeds(self) -> int:
         return self.train_keys.shape[0]
 
-    def mutable(self) -> dict:
-        """The collections a training forward pass updates: batch_stats, and quant_stats under
-        quantisation-aware training. `replace(**mutable)` puts updated ones back."""
-        out = {'batch_stats': self.batch_stats}
-        if self.quant_stats:
-            out['quant_stats'] = self.quant_stats
-        return out
-
     def variables(self) -> dict:
         """Variables for model.apply, still with the seed axis."""
-        out = {'params': self.params, **self.mutable()}
-        if self.norm_stats:
-            out['norm_stats'] = self.norm_stats
-        return out
+        return {'params': self.params, **self.collections}
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -55,11 +44,9 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
 
 
 def _init_one(model: nn.Module, tx: optax.GradientTransformation, inputs: tuple, key):
-    variables = model.init({'params': jax.random.fold_in(key, 0)}, *inputs, train=False)
-    params = variables['params']
-    return (params, variables.get('batch_stats', {}), tx.init(params),
-            variables.get('norm_stats', {}), jax.random.fold_in(key, 1),
-            variables.get('quant_stats', {}))
+    variables = dict(model.init({'params': jax.random.fold_in(key, 0)}, *inputs, train=False))
+    params = variables.pop('params')
+    return params, tx.init(params), variables, jax.random.fold_in(key, 1)
 
 
 def _init_fn(model, tx, seed: int, num_seeds: int):
@@ -104,3 +91,14 @@ def create(model: nn.Module, tx: optax.GradientTransformation, input_shape: tupl
 def seed_slice(state: TrainState, k: int) -> dict:
     """Model k's variables without the seed axis (for export, prediction, conversion)."""
     return jax.tree.map(lambda a: a[k], state.variables())
+
+
+def param_shapes(model: nn.Module, input_shape: tuple[int, ...], extra_inputs=()):
+    """The shapes of the model's params (for the optimizer's parameter groups), computing nothing."""
+    return jax.eval_shape(lambda *xs: model.init(jax.random.PRNGKey(0), *xs, train=False),
+                          *_sample_inputs(input_shape, extra_inputs))['params']
+
+
+def param_count(params) -> int:
+    """Parameters of one seed's model (the leading seed axis not counted)."""
+    return int(sum(np.prod(p.shape[1:]) for p in jax.tree.leaves(params)))

@@ -3,7 +3,7 @@
 Run a row:
 
     python -m ascjax.train --config=experiments/configs/paper.py:mod8_resnorm --workdir=/tmp/mod8
-    python -m ascjax.complexity --config=experiments/configs/paper.py:mod8_resnorm [--json]
+    python -m ascjax.tasks.complexity --config=experiments/configs/paper.py:mod8_resnorm [--json]
 
 Options follow the row after commas (`paper.py:mod1_resnorm,runlocal`); `OPTIONS` lists them and
 an unknown one is an error, so a typo never runs the wrong experiment.
@@ -12,7 +12,7 @@ Every row carries the paper's numbers (REFERENCE.md §0, the report's whole tabl
 accuracy % per device A, B, C, S1..S6 (S4-S6 unseen in training), overall and the std over runs,
 on TAU Urban Acoustic Scenes 2020 Mobile, development fold 1. `config.paper` holds them, and the
 result tables (ascjax.evaluation, ascjax.sweep) print them under ours. The `_kd` rows distil a
-teacher and refuse to train without its logits (`config.train.distill.required`).
+teacher and refuse to train without its logits (a `distill` term in `config.train.losses`).
 
 Normalisation rows (REFERENCE.md §3, unverified reading of the table): Global FreqNorm and FreqIN
 normalise the input only; Pre-ResNorm is ResNorm at the input only; ResNorm is applied at the input
@@ -127,6 +127,11 @@ def data_config() -> ml_collections.ConfigDict:
         'manual_dir': '',              # unpacked TAU 2020 Mobile development set
         'data_dir': '',                # cache; default $ASCJAX_DATA or ~/.cache/ascjax
         'features_on': 'host',         # 'host': cached log-mels; 'device': waveforms, JAX log-mel
+        # 'tfds': the cached TFDS dataset; 'wav': the wav files (no TensorFlow; log-mels on the
+        # device; with in_memory, computed once). in_memory: the training split held in device
+        # memory, batches gathered there in the tf.data pipeline's order (ascjax.train.feed).
+        'store': 'tfds',
+        'in_memory': False,
         'clip_seconds': 10.0,
         'front_end': {                 # [U] REFERENCE §2.3: 256 x 431 per 10-s clip
             'sample_rate': 44_100, 'n_fft': 2048, 'win_length': 2048, 'hop_length': 1024,
@@ -158,11 +163,12 @@ def train_config() -> ml_collections.ConfigDict:
         # One-shot magnitude pruning (ascjax.compress.prune): at update `at_step`, the `sparsity`
         # fraction of smallest |w| among the parameters matching `include` (and no `exclude`) is
         # zeroed, globally or per tensor, and kept at zero. 0 = off. [U] QTI: 89%, one shot.
-        # Knowledge distillation: with a teacher_logits file (python -m
-        # ascjax.distill.teacher_logits), loss = (1-alpha) CE + alpha T^2 KL(teacher_T||student_T).
-        # `required`: the row is a KD row, and training refuses to start without the file.
-        'distill': {'teacher_logits': '', 'alpha': 0.5, 'temperature': 2.0,   # [U] REFERENCE §5.1
-                    'required': False},
+        # Loss terms (ascjax.tasks.classifier.LOSSES) and their weights. A KD row: (1-alpha) CE +
+        # alpha T^2 KL(teacher_T || student_T), with `distill.teacher_logits` from
+        # `python -m ascjax.tasks.teacher_logits`; a row with a `distill` term refuses to start
+        # without that file.
+        'losses': {'cross_entropy': 1.0},
+        'distill': {'teacher_logits': '', 'temperature': 2.0},   # [U] REFERENCE §5.1
         'init_from': '',               # a workdir: start from its variables (fine-tuning)
         'prune': {'sparsity': 0.0, 'at_step': 0, 'scope': 'global',
                   'include': (r'kernel$',), 'exclude': ()},
@@ -199,13 +205,14 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
     config.model = model_config(row)
     config.data = data_config()
     config.train = train_config()
-    config.train.distill.required = '_kd' in row
+    if '_kd' in row:                   # [U] alpha = 0.5, REFERENCE §5.1
+        config.train.losses = {'cross_entropy': 0.5, 'distill': 0.5}
     if row == 'mod8_resnorm_kd':       # the paper's "300 epoch, KD"
         config.train.num_epochs = 300
     config.eval = ml_collections.ConfigDict({'batch_size': 64})
     config.seed = 0
     config.num_seeds = 1               # K models trained at once (vmapped); std over seeds
-    # Device-translator augmentation (ascjax.translator): with a translator workdir, device-A
+    # Device-translator augmentation (ascjax.augment.translate): with a translator workdir, device-A
     # training examples are replaced, with this probability, by their translation to a random
     # device that the translator was trained on.
     # 8-bit quantisation-aware training (ascjax.compress.qat, qwix): weights per output channel,

@@ -1,8 +1,8 @@
 """The device translator (REFERENCE.md §4): a U-Net with SubSpectralNorm, trained on paired
 recordings (device A -> device X of the same segment) of the training split.
 
-    python -m ascjax.translator.train --config=experiments/configs/translator.py --workdir=/tmp/tr
-    python -m ascjax.translator.evaluate --workdir=/tmp/tr
+    python -m ascjax.tasks.translator --config=experiments/configs/translator.py --workdir=/tmp/tr
+    python -m ascjax.tasks.translator --workdir=/tmp/tr --evaluate_only
     python -m ascjax.train --config=experiments/configs/paper.py:mod8_resnorm_translator \
         --config.translator.workdir=/tmp/tr --workdir=/tmp/mod8_tr
 
@@ -19,6 +19,7 @@ from experiments.configs import paper
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
     options = [o for o in arg.split(',') if o]
     config = ml_collections.ConfigDict()
+    config.task = 'translator'          # ascjax.run builds its U-Net; the classifier is the default
     config.model = ml_collections.ConfigDict({
         'features': 16,          # [U] channels of the first level, doubled per level
         'depth': 3,              # [U] 2x2 down-sampling levels

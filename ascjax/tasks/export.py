@@ -1,6 +1,6 @@
 """Int8 export of a trained run to one TFLite (LiteRT) file that runs without JAX or TensorFlow.
 
-    python -m ascjax.compress.export --workdir=RUN [--out=RUN/model_int8.tflite]
+    python -m ascjax.tasks.export --workdir=RUN [--out=RUN/model_int8.tflite]
 
 Path: qwix's ODML conversion. The run's QAT model is rebuilt with `OdmlConversionProvider`
 (`qat.conversion_model`): the same fake-quantised network, with each quantisation point marked as a
@@ -31,6 +31,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from ascjax import features, models
+from ascjax import run as run_lib
 
 DEFAULT_NAME = 'model_int8.tflite'
 
@@ -134,20 +135,18 @@ def export(workdir: str, out: str | None = None, calibration_clips: int = 200,
            seed_index: int = 0) -> dict:
     """Exports seed `seed_index` of `workdir` to int8 TFLite and checks it on the test split."""
     from ascjax.compress import qat
-    from ascjax.data import pipeline
-    from ascjax.train import loop, state as state_lib
-    config, model, state, _ = loop.restore(workdir)
+    run = run_lib.open(workdir)
+    config, model = run.config, run.model
     if config.data.get('features_on', 'host') != 'host':
         raise ValueError(f'{workdir}: export needs cached log-mels (data.features_on=host)')
-    variables = state_lib.seed_slice(state, seed_index)
-    builder = loop.open_data(config)
-    test = pipeline.TfdsSource.from_builder(builder, 'test')
+    variables = run.variables(seed_index)
+    test = run.source('test')
     trained_qat = bool(config.get('qat') and config.qat.enabled)
     qat_cfg = config.qat if trained_qat else qat.default_config()
     float_model = models.from_config(config.model)
     if not trained_qat:   # post-training: the float weights, ranges calibrated by qwix
         model = qat.quantize(float_model, qat_cfg)
-        train = pipeline.TfdsSource.from_builder(builder, 'train')
+        train = run.source('train')
         calibration, _ = _arrays(train, np.unique(np.linspace(   # spread over devices, scenes
             0, len(train) - 1, min(calibration_clips, len(train))).astype(int)))
         variables = {**variables, 'quant_stats': qat.calibrate(

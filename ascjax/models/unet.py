@@ -122,3 +122,11 @@ class UNet(nn.Module):
 def translate(model: UNet, variables: dict, x: jax.Array, device: jax.Array | int) -> jax.Array:
     """``x`` [B, F, T, 1] as recorded by ``device`` (int [B] or one id for all), in eval mode."""
     return model.apply(variables, x, device, train=False)
+
+
+def from_config(model_config) -> UNet:
+    """The translator of a config's `model` section, one FiLM row per TAU device."""
+    from ascjax.data import layout
+    fields = dict(model_config)
+    fields['dtype'] = jnp.dtype(fields.get('dtype', 'float32'))
+    return UNet(num_devices=len(layout.DEVICES), **fields)

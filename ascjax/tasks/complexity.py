@@ -1,7 +1,7 @@
 """Model complexity the way low-complexity ASC counts it: parameters, size in bytes, MACs.
 
-    python -m ascjax.complexity --config=experiments/configs/paper.py:mod8_resnorm [--json]
-    python -m ascjax.complexity --workdir=RUN [--json]     # a trained (pruned, QAT) run's weights
+    python -m ascjax.tasks.complexity --config=experiments/configs/paper.py:mod8_resnorm [--json]
+    python -m ascjax.tasks.complexity --workdir=RUN [--json]     # a trained (pruned, QAT) run's weights
 
 - params: learnable parameters (BN/SSN scale and bias included, running statistics excluded).
 - nonzero_params: non-zero learnable parameters of the given variables; a config alone describes
@@ -184,13 +184,13 @@ def format_report(r: dict) -> str:
 def workdir_report(workdir: str, dtype_map: str | None = None, seed_index: int = 0) -> dict:
     """The report of a training run's latest checkpoint (seed `seed_index`); int8 kernels when the
     run was quantisation-aware, unless `dtype_map` says otherwise."""
-    from ascjax.train import loop, state as state_lib
-    config, _, state, _ = loop.restore(workdir)
+    from ascjax import run as run_lib
+    run = run_lib.open(workdir)
+    config = run.config
     if dtype_map is None:
         dtype_map = 'int8' if config.get('qat') and config.qat.enabled else 'float32'
-    variables = state_lib.seed_slice(state, seed_index)
-    variables = {k: v for k, v in variables.items() if k != 'quant_stats'}
-    return {'workdir': workdir, 'step': int(state.step),
+    variables = {k: v for k, v in run.variables(seed_index).items() if k != 'quant_stats'}
+    return {'workdir': workdir, 'step': run.step,
             **report(config, variables, dtype_map=dtype_map)}
 
 

@@ -1,5 +1,7 @@
 """Device-translator augmentation inside the classifier's jitted train step.
 
+(`ascjax.tasks.classifier` builds it from a translator workdir: config.translator.)
+
 Each device-A example of the batch is, with probability p, replaced by its translation to a device
 drawn uniformly from the devices the translator was trained on. Other devices' examples are never
 touched. The translator runs in eval mode (running SSN statistics) with frozen weights.
@@ -14,7 +16,7 @@ import jax.numpy as jnp
 
 from ascjax.data import layout
 
-# (key, x [B, F, T, 1], batch) -> x: what classifier_update calls (batch: device, index, ...).
+# (key, x [B, F, T, 1], batch) -> x: a batch transform of the classifier (batch: device, ...).
 Translate = Callable[[jax.Array, jax.Array, dict], jax.Array]
 
 
@@ -33,20 +35,3 @@ def make_translate(apply: Callable[[jax.Array, jax.Array, dict], jax.Array], tar
         translated = apply(x, target, batch).astype(x.dtype)
         return jnp.where(replace[:, None, None, None], translated, x)
     return translate
-
-
-def from_config(cfg, front_end=None) -> Translate:
-    """The augmentation of config.translator (`workdir`, `probability`) from a trained translator.
-
-    `front_end`: the classifier's features, which must equal the translator's.
-    """
-    from ascjax.translator import train as translator_train
-    model, variables, info, tr_config = translator_train.load(cfg.workdir)
-    if front_end is not None:
-        from ascjax import features
-        if features.from_config(tr_config.data) != front_end:
-            raise ValueError(f'--config.translator.workdir={cfg.workdir}: the translator was '
-                             'trained on other features than this run uses')
-    targets = [layout.device_id(d) for d in info['devices']]
-    apply = lambda x, target, batch: model.apply(variables, x, target, train=False)
-    return make_translate(apply, targets, cfg.probability, info['source_device'])

@@ -1,1 +1,0 @@
-"""Knowledge distillation: teacher logits stored once per training clip, carried by the pipeline."""

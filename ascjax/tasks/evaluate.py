@@ -1,0 +1,39 @@
+"""Evaluates a classifier workdir's checkpoint: results.json, results.md and plots/.
+
+    python -m ascjax.tasks.evaluate --workdir=DIR [--split=test] [--step=N]
+
+(`ascjax.evaluation` is the metrics and tables library this writes with.)
+"""
+
+from __future__ import annotations
+
+from ascjax import evaluation
+from ascjax import run as run_lib
+
+
+def evaluate_workdir(workdir: str, split: str = 'test', step: int | None = None) -> dict:
+    """Evaluates `workdir` on `split` and writes its results files (on process 0)."""
+    import jax
+    run = run_lib.open(workdir, step)
+    results = run.evaluate(split)
+    if jax.process_index() == 0:
+        evaluation.write(results, workdir, run.config.get('row', run.config.model.name),
+                         run.num_params)
+    return results
+
+
+def main(argv):
+    from absl import app, flags
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    evaluate_workdir(flags.FLAGS.workdir, flags.FLAGS.split, flags.FLAGS.step)
+    print(open(f'{flags.FLAGS.workdir}/results.md').read())
+
+
+if __name__ == '__main__':
+    from absl import app, flags
+    flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
+    flags.DEFINE_enum('split', 'test', ['train', 'test'], 'Split to evaluate.')
+    flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+    flags.mark_flag_as_required('workdir')
+    app.run(main)

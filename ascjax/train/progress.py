@@ -1,0 +1,76 @@
+"""Progress of a training run: log lines with rate and ETA, TensorBoard scalars and
+train_metrics.jsonl (per-seed values) on process 0."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+
+
+class Progress:
+    """Logs the *previous* step's metrics, so the host never waits for the step it just issued."""
+
+    def __init__(self, total_steps: int, start_step: int, every: int, writer,
+                 jsonl: str | None = None):
+        self.total, self.every, self.writer, self.jsonl = total_steps, every, writer, jsonl
+        self.start_time, self.start_step = time.time(), start_step
+        self.pending = None
+
+    def __call__(self, step: int, metrics) -> None:
+        previous, self.pending = self.pending, (step, metrics)
+        if previous is not None and previous[0] % self.every == 0:
+            self._log(*previous)
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            self._log(*self.pending)
+            self.pending = None
+
+    def _log(self, done: int, metrics) -> None:
+        values = jax.device_get(metrics)
+        rate = (done - self.start_step) / max(time.time() - self.start_time, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float('nan')
+        means = {k: float(np.mean(v)) for k, v in values.items()}
+        logging.info('step %d/%d  %s  %.2f steps/s  ETA %.0f s', done, self.total,
+                     '  '.join(f'{k} {v:.4g}' for k, v in sorted(means.items())), rate, eta)
+        if self.jsonl is not None:   # per-seed values, for sweeps and tests
+            with open(self.jsonl, 'a') as f:
+                f.write(json.dumps({'step': done, **{k: np.asarray(v).tolist()
+                                                     for k, v in values.items()}}) + '\n')
+        if self.writer is not None:
+            import tensorflow as tf
+            with self.writer.as_default(step=done):
+                for k, v in means.items():
+                    tf.summary.scalar(f'train/{k}', v)
+                tf.summary.scalar('train/steps_per_s', rate)
+
+
+def progress_logger(workdir: str, total_steps: int, start: int, every: int) -> Progress:
+    """Progress lines, plus train_metrics.jsonl and (with TensorFlow installed) TensorBoard
+    summaries on process 0."""
+    if jax.process_index() != 0:
+        return Progress(total_steps, start, every, None)
+    writer = None
+    try:
+        import tensorflow as tf
+        writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    except ImportError:
+        logging.info('no TensorFlow: no TensorBoard summaries (train_metrics.jsonl has them)')
+    return Progress(total_steps, start, every, writer,
+                    os.path.join(workdir, 'train_metrics.jsonl'))
+
+
+def scalars(progress: Progress, step: int, values: dict[str, float]) -> None:
+    """Writes `values` (e.g. test accuracies) to the run's TensorBoard, if it has one."""
+    if progress.writer is None:
+        return
+    import tensorflow as tf
+    with progress.writer.as_default(step=step):
+        for name, value in values.items():
+            tf.summary.scalar(name, value)
+    progress.writer.flush()
