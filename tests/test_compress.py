@@ -88,11 +88,12 @@ def test_teacher_logits_distillation_then_pruned_then_quantised(tau_dir, train_d
     p = run_lib.open(teacher).predict('train')
     np.testing.assert_allclose(logits, p['logits'][:, np.argsort(p['index'])].mean(0), atol=1e-6)
 
-    kd = f'--config.train.distill.teacher_logits={out}'
-    _train(student, tau_dir, train_data_dir, kd)
-    _train(pruned, tau_dir, train_data_dir, kd, f'--config.train.init_from={student}',
+    kd = (f'--config.train.distill.teacher_logits={out}', '--config.train.losses.distill=0.5',
+          '--config.train.losses.cross_entropy=0.5')
+    _train(student, tau_dir, train_data_dir, *kd)
+    _train(pruned, tau_dir, train_data_dir, *kd, f'--config.train.init_from={student}',
            '--config.train.prune.sparsity=0.75')
-    _train(quantised, tau_dir, train_data_dir, kd, f'--config.train.init_from={pruned}',
+    _train(quantised, tau_dir, train_data_dir, *kd, f'--config.train.init_from={pruned}',
            '--config.train.prune.sparsity=0.75', '--config.qat.enabled=True')
 
     def kernel_sparsity(state):

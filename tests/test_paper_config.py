@@ -75,7 +75,7 @@ def test_kd_row_trains_300_epochs_and_the_others_their_recipe():
 
 
 def test_only_kd_rows_require_teacher_logits():
-    required = {row for row in paper.ROWS if 'distill' in paper.get_config(row).train.losses}
+    required = {row for row in paper.ROWS if paper.get_config(row).train.losses.distill > 0}
     assert required == {'mod8_resnorm_kd', 'mod8_resnorm_kd_compressed'}
 
 
@@ -111,6 +111,16 @@ def test_kd_rows_refuse_to_train_without_teacher_logits(arg, tmp_path, no_data):
     assert ('python -m ascjax.tasks.teacher_logits --workdir=TEACHER_WORKDIR '
             '[--workdir=...] --out=FILE.npz' in str(e.value))
     config.train.distill.teacher_logits = str(tmp_path / 'teacher.npz')
+    with pytest.raises(_DataBuilt):
+        classifier.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_teacher_logits_without_a_distill_term_are_refused(tmp_path, no_data):
+    config = tiny_config.get_config('mod1')
+    config.train.distill.teacher_logits = str(tmp_path / 'teacher.npz')
+    with pytest.raises(ValueError, match='losses.distill is 0'):
+        classifier.train_and_evaluate(config, str(tmp_path / 'run'))
+    config.train.losses.update(cross_entropy=0.5, distill=0.5)
     with pytest.raises(_DataBuilt):
         classifier.train_and_evaluate(config, str(tmp_path / 'run'))
 

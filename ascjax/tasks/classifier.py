@@ -178,11 +178,12 @@ def recipe(registry: dict[str, Entry], config) -> list[str]:
 
 
 def loss_weights(config) -> dict[str, float]:
+    """The terms of config.train.losses with a non-zero weight, in the config's order."""
     weights = dict(config.train.losses)
     if unknown := set(weights) - set(LOSSES):
         raise ValueError(f'config.train.losses: unknown term(s) {sorted(unknown)}; '
                          f'choose from {sorted(LOSSES)}')
-    return weights
+    return {name: w for name, w in weights.items() if w != 0}
 
 
 def make_update(model, config, batch_transforms, terms: dict[str, tuple[float, LossTerm]]):
@@ -229,6 +230,11 @@ def check_inputs(config) -> None:
                          'teacher (e.g. row mod8_resnorm) by `python -m '
                          'ascjax.tasks.teacher_logits --workdir=TEACHER_WORKDIR '
                          '[--workdir=...] --out=FILE.npz`')
+    if config.train.distill.teacher_logits and 'distill' not in loss_weights(config):
+        raise ValueError('--config.train.distill.teacher_logits is set but '
+                         'config.train.losses.distill is 0, so the teacher would be ignored: add '
+                         '--config.train.losses.distill=ALPHA '
+                         '--config.train.losses.cross_entropy=1-ALPHA (the _kd rows use 0.5)')
 
 
 def recipe_update(model, config, batch_transforms=None):

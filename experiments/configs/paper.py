@@ -167,7 +167,7 @@ def train_config() -> ml_collections.ConfigDict:
         # alpha T^2 KL(teacher_T || student_T), with `distill.teacher_logits` from
         # `python -m ascjax.tasks.teacher_logits`; a row with a `distill` term refuses to start
         # without that file.
-        'losses': {'cross_entropy': 1.0},
+        'losses': {'cross_entropy': 1.0, 'distill': 0.0},   # weight 0: the term is off
         'distill': {'teacher_logits': '', 'temperature': 2.0},   # [U] REFERENCE §5.1
         'init_from': '',               # a workdir: start from its variables (fine-tuning)
         'prune': {'sparsity': 0.0, 'at_step': 0, 'scope': 'global',
