@@ -31,11 +31,14 @@ demo: setup
 	$(PY) -m ascjax.train --config=experiments/configs/paper.py:mod1_resnorm,demo --workdir=$(DEMO)/mod1_resnorm
 	$(PY) -m ascjax.evaluation $(DEMO)/mod1 $(DEMO)/mod1_resnorm
 
+# The suite is compile-bound: two xdist workers keep both cores busy (TEST_WORKERS=0: no workers);
+# modules stay whole on one worker (--dist loadscope) so module fixtures are built once.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n $(TEST_WORKERS) --dist loadscope
 
 bench: setup
 	$(PY) tools/benchmark.py --out=bench/results.json

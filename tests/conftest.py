@@ -1,9 +1,20 @@
 """Shared fixtures: a tiny TAU-layout dataset and its TFDS build, made once per test session."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+# One persistent XLA compilation cache per test session, shared by the xdist workers and the
+# training subprocesses (they inherit the environment): the tests compile the same tiny train
+# steps many times over (a run, its killed-and-resumed twin, its in-memory twin, ...). Set before
+# JAX is imported; the process that creates it (the controller) removes it at exit.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+    os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='ascjax-tests-xla-')
+    atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], True)
+    os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 import pytest  # noqa: E402
 
