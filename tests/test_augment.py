@@ -31,7 +31,8 @@ def test_no_key_is_used_for_two_draws(monkeypatch):
             return _original(key, *args, **kwargs)
         monkeypatch.setattr(jax.random, name, recording)
 
-    config = tiny_config.get_config('mod1_resnorm')
+    config = tiny_config.get_config('mod1_resnorm,freqmixstyle')
+    config.train.augment.freq_mixstyle = 1.0
     model = models.create_model('bcresnet_mod', tau=1, norm='resnorm',
                                 norm_positions=models.POSITIONS, conv_impl='shift')
     tx = optax.sgd(0.1)
@@ -99,3 +100,38 @@ def test_seed_k_is_the_same_model_alone_or_among_k():
     a, b = jax.tree.leaves(one.params), jax.tree.leaves(two.params)
     assert all(np.array_equal(p[0], q[0]) for p, q in zip(a, b))
     assert any(not np.array_equal(q[0], q[1]) for q in b)
+
+
+def test_freq_mixstyle_mixes_per_frequency_statistics():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((6, 8, 20, 2)) * rng.uniform(0.5, 3, (6, 8, 1, 1))
+                    + rng.uniform(-5, 5, (6, 8, 1, 1)), jnp.float32)
+    apply, lam, perm = augment.freq_mixstyle_draws(jax.random.PRNGKey(0), 6, 0.3, 1.0)
+    assert bool(apply) and lam.shape == (6,) and sorted(np.asarray(perm)) == list(range(6))
+    y = np.asarray(augment.apply_freq_mixstyle(apply, lam, perm, x))
+    mu, sig = np.asarray(x).mean((2, 3)), np.asarray(x).std((2, 3))
+    w, p = np.asarray(lam)[:, None], np.asarray(perm)
+    np.testing.assert_allclose(y.mean((2, 3)), w * mu + (1 - w) * mu[p], atol=1e-4)
+    np.testing.assert_allclose(y.std((2, 3)), w * sig + (1 - w) * sig[p], rtol=1e-3)
+    # Off: probability 0, or the batch's coin says no.
+    assert augment.freq_mixstyle(jax.random.PRNGKey(0), x, 0.3, 0.0) is x
+    np.testing.assert_array_equal(
+        augment.apply_freq_mixstyle(jnp.asarray(False), lam, perm, x), x)
+
+
+def test_freq_mixstyle_option_and_torch_reference_agree():
+    """The config option turns it on; the PyTorch trainer applies the same draws identically."""
+    torch = __import__('pytest').importorskip('torch')
+    from experiments.configs import paper
+    from ascjax.torch_reference import train as torch_train
+    cfg = paper.get_config('mod1,freqmixstyle').train.augment
+    assert cfg.freq_mixstyle == 0.4 and paper.get_config('mod1').train.augment.freq_mixstyle == 0
+    x = np.random.default_rng(1).standard_normal((4, 16, 10, 1)).astype(np.float32)
+    keys = augment.step_keys(jax.random.PRNGKey(0), 3)
+    cfg.freq_mixstyle = 1.0
+    draws = jax.device_get(augment.draws(keys, cfg, x.shape))
+    ours, _ = augment.augment(keys, cfg, jnp.asarray(x), jnp.zeros((4, 10)))
+    theirs, _ = torch_train.augment(torch_train.to_nchw(x), torch.zeros(4, 10), draws)
+    np.testing.assert_allclose(theirs.permute(0, 2, 3, 1).numpy(), np.asarray(ours),
+                               rtol=1e-4, atol=1e-4)
+    assert set(torch_train.numpy_draws(0)(3, cfg, x.shape)) == set(draws)

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 # Appending a name keeps the keys of the earlier ones (split is prefix-stable), so old runs replay.
-KEY_NAMES = ('time_roll', 'freq_mask', 'time_mask', 'mixup', 'dropout', 'translate')
+KEY_NAMES = ('time_roll', 'freq_mask', 'time_mask', 'mixup', 'dropout', 'translate',
+             'freq_mixstyle')
 
 
 def step_keys(seed_key: jax.Array, step) -> dict[str, jax.Array]:
@@ -99,12 +100,45 @@ def mixup(key: jax.Array, alpha: float, x: jax.Array, *targets: jax.Array,
     return apply_mixup(*mixup_draws(key, x.shape[0], alpha, per), x, *targets)
 
 
+def freq_mixstyle_draws(key: jax.Array, batch: int, alpha: float,
+                        probability: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(whether this batch is mixed [], [B] weights lam ~ Beta(alpha, alpha), [B] partner
+    permutation) of Freq-MixStyle. As in CPJKU's helper, one coin decides for the whole batch."""
+    apply_key, lam_key, perm_key = jax.random.split(key, 3)
+    return (jax.random.uniform(apply_key) < probability,
+            jax.random.beta(lam_key, alpha, alpha, (batch,)),
+            jax.random.permutation(perm_key, batch))
+
+
+def apply_freq_mixstyle(apply: jax.Array, lam: jax.Array, perm: jax.Array, x: jax.Array,
+                        eps: float = 1e-6) -> jax.Array:
+    """Freq-MixStyle (REFERENCE.md §3.3) of [B, F, T, C]: each example's per-frequency mean and
+    std over (time, channels), treated as constants, are replaced by their mix with a partner's,
+    lam[b] * own + (1 - lam[b]) * partner's. ``apply`` False returns x unchanged."""
+    mu = jax.lax.stop_gradient(x.mean(axis=(2, 3), keepdims=True))
+    sig = jax.lax.stop_gradient(jnp.sqrt(x.var(axis=(2, 3), keepdims=True) + eps))
+    w = lam.reshape(-1, 1, 1, 1).astype(x.dtype)
+    mixed = ((x - mu) / sig * (w * sig + (1 - w) * sig[perm])
+             + w * mu + (1 - w) * mu[perm])
+    return jnp.where(apply, mixed, x)
+
+
+def freq_mixstyle(key: jax.Array, x: jax.Array, alpha: float, probability: float) -> jax.Array:
+    """Freq-MixStyle with probability ``probability`` per batch; off for probability <= 0."""
+    if probability <= 0 or alpha <= 0:
+        return x
+    return apply_freq_mixstyle(*freq_mixstyle_draws(key, x.shape[0], alpha, probability), x)
+
+
 def draws(keys: dict[str, jax.Array], cfg, shape: tuple[int, ...]) -> dict[str, jax.Array]:
     """Every random number that `augment` uses on a batch of ``shape`` [B, F, T, C], by name.
 
     The PyTorch reference trainer applies the same draws to reproduce a step exactly.
     """
     batch, out = shape[0], {}
+    if cfg.get('freq_mixstyle', 0.0) > 0 and cfg.get('freq_mixstyle_alpha', 0.0) > 0:
+        out['freq_mixstyle'] = freq_mixstyle_draws(keys['freq_mixstyle'], batch,
+                                                   cfg.freq_mixstyle_alpha, cfg.freq_mixstyle)
     if cfg.time_roll > 0:
         out['time_roll'] = roll_shifts(keys['time_roll'], batch, cfg.time_roll)
     for name, axis, num, width in (('freq_mask', 1, cfg.freq_masks, cfg.freq_mask_width),
@@ -118,9 +152,12 @@ def draws(keys: dict[str, jax.Array], cfg, shape: tuple[int, ...]) -> dict[str, 
 
 
 def augment(keys: dict[str, jax.Array], cfg, x: jax.Array, *targets: jax.Array):
-    """The training augmentations of config.train.augment, in order: time roll, frequency masks,
-    time masks, mixup (of the inputs and of every target alike). Returns (x, *targets)."""
+    """The training augmentations of config.train.augment, in order: Freq-MixStyle, time roll,
+    frequency masks, time masks, mixup (of the inputs and of every target alike).
+    Returns (x, *targets)."""
     d = draws(keys, cfg, x.shape)
+    if 'freq_mixstyle' in d:
+        x = apply_freq_mixstyle(*d['freq_mixstyle'], x)
     if 'time_roll' in d:
         x = apply_time_roll(x, d['time_roll'])
     if 'freq_mask' in d:

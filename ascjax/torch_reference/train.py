@@ -68,6 +68,10 @@ def numpy_draws(seed: int) -> Draws:
     def draws(step: int, cfg, shape: tuple) -> dict:
         rng = np.random.default_rng([seed, step])
         batch, out = shape[0], {}
+        if cfg.get('freq_mixstyle', 0.0) > 0 and cfg.get('freq_mixstyle_alpha', 0.0) > 0:
+            out['freq_mixstyle'] = (rng.random() < cfg.freq_mixstyle,
+                                    rng.beta(cfg.freq_mixstyle_alpha, cfg.freq_mixstyle_alpha,
+                                             batch), rng.permutation(batch))
         if cfg.time_roll > 0:
             out['time_roll'] = rng.integers(-cfg.time_roll, cfg.time_roll + 1, batch)
         for name, axis, num, width in (('freq_mask', 1, cfg.freq_masks, cfg.freq_mask_width),
@@ -104,8 +108,22 @@ def _band_mask(x: torch.Tensor, dim: int, widths, starts) -> torch.Tensor:
     return x.masked_fill(masked.reshape(shape), 0.0)
 
 
+def _freq_mixstyle(x: torch.Tensor, apply, lam, perm, eps: float = 1e-6) -> torch.Tensor:
+    """Freq-MixStyle of NCHW: per-frequency mean/std over (C, T), detached, mixed with a partner's."""
+    if not bool(apply):
+        return x
+    mu = x.mean(dim=(1, 3), keepdim=True).detach()
+    sig = (x.var(dim=(1, 3), keepdim=True, unbiased=False) + eps).sqrt().detach()
+    w = torch.as_tensor(np.array(lam, np.float32))[:, None, None, None]
+    perm = torch.as_tensor(np.asarray(perm), dtype=torch.long)
+    return (x - mu) / sig * (w * sig + (1 - w) * sig[perm]) + w * mu + (1 - w) * mu[perm]
+
+
 def augment(x: torch.Tensor, targets: torch.Tensor, draws: dict):
-    """Time roll, frequency masks, time masks, mixup of inputs and targets, in ascjax's order."""
+    """Freq-MixStyle, time roll, frequency masks, time masks, mixup of inputs and targets, in
+    ascjax's order."""
+    if 'freq_mixstyle' in draws:
+        x = _freq_mixstyle(x, *draws['freq_mixstyle'])
     if 'time_roll' in draws:
         x = _time_roll(x, draws['time_roll'])
     if 'freq_mask' in draws:

@@ -93,6 +93,7 @@ OPTIONS = {
     'demo': 'the short schedule of `make demo` (demo data, 12 epochs)',
     'prune': 'phase 2 of mod8_resnorm_kd_compressed: fine-tune with 89% of the kernels pruned',
     'qat': 'phase 3 of mod8_resnorm_kd_compressed: 8-bit QAT fine-tune, pruned zeros kept',
+    'freqmixstyle': 'add Freq-MixStyle (p 0.4, alpha 0.3, CPJKU; not in the paper) to the row',
 }
 
 
@@ -159,6 +160,9 @@ def train_config() -> ml_collections.ConfigDict:
             'freq_masks': 2, 'freq_mask_width': 16,   # [U] SpecAugment-style on 256 mel bins
             'time_masks': 2, 'time_mask_width': 20,   # [V, KWS] width <= 20 frames
             'time_roll': 50,           # [U] frames, random roll of each clip
+            # Freq-MixStyle (REFERENCE §3.3, CPJKU's later systems; not in the paper): with this
+            # probability per batch, per-frequency statistics mixed between examples. 0 = off.
+            'freq_mixstyle': 0.0, 'freq_mixstyle_alpha': 0.3,   # [V] cpjku: p 0.4, alpha 0.3
         },
         # One-shot magnitude pruning (ascjax.compress.prune): at update `at_step`, the `sparsity`
         # fraction of smallest |w| among the parameters matching `include` (and no `exclude`) is
@@ -240,6 +244,9 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
     if 'qat' in options:
         config.qat.enabled = True
         config.train.learning_rate = 0.002
+    if 'freqmixstyle' in options:      # the field's later standard, beside the paper's method
+        config.train.augment.freq_mixstyle = 0.4
+        config.train.augment.freq_mixstyle_alpha = 0.3
     if 'demo' in options:              # `make demo`: a short schedule on the demo set
         config.data.preset = 'demo'
         config.train.batch_size = 32
