@@ -1,6 +1,6 @@
 r"""Stand-in check of a synthetic (or real TAU) dataset: is the device shift what SYNTHETIC.md asks?
 
-    python tools/synthetic_check.py --root=/tmp/demo
+    python tools/synthetic_check.py --root=/tmp/demo [--seconds=3]
 
 1. Device shift: per-band log-mel mean offsets of each device against A on the test pairs, next to
    the spread of per-band means between classes (lesson 1: offsets ~2–3 nats, >= 2x the spread), and
@@ -108,15 +108,20 @@ def class_spread(mels: dict[str, np.ndarray], clips: list[layout.Clip]) -> float
     return float(means.std(0).mean())
 
 
-def load(root: str, clips: list[layout.Clip]) -> dict[str, np.ndarray]:
+def load(root: str, clips: list[layout.Clip], seconds: float | None = None
+         ) -> dict[str, np.ndarray]:
+    """64-band log-mels of every clip, of its first `seconds` (None: all of it)."""
+    n = None if seconds is None else int(seconds * layout.SAMPLE_RATE)
     return {c.filename: logmel(audio.load(os.path.join(root, c.filename), layout.SAMPLE_RATE,
-                                          None).samples) for c in clips}
+                                          None).samples[:n]) for c in clips}
 
 
-def report(root: str) -> str:
+def report(root: str, seconds: float | None = None) -> str:
     train, test = layout.read_split(root, 'train'), layout.read_split(root, 'test')
-    mels = load(root, train + test)
-    lines = [f'{root}: {len(train)} train / {len(test)} test clips, 64-band log-mel (nats)']
+    mels = load(root, train + test, seconds)
+    what = 'whole clips' if seconds is None else f'first {seconds:g} s'
+    lines = [f'{root}: {len(train)} train / {len(test)} test clips, 64-band log-mel (nats), '
+             f'{what}']
     spread = class_spread(mels, train)
     lines.append(f'between-class spread of per-band means (A, train): {spread:.2f}')
     lines.append('device  mean|offset|  max|offset|  ratio-to-spread  residual-after-IN')
@@ -144,11 +149,12 @@ def report(root: str) -> str:
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('root', None, 'Dataset folder in the TAU layout.', required=True)
+flags.DEFINE_float('seconds', None, 'Use the first SECONDS of each clip (as data.clip_seconds).')
 
 
 def main(argv):
     del argv
-    print(report(FLAGS.root))
+    print(report(FLAGS.root, FLAGS.seconds))
 
 
 if __name__ == '__main__':

@@ -26,10 +26,12 @@ def default_data_dir() -> str:
 
 
 def synthetic_dir(data_dir: str, preset: str, seed: int) -> str:
-    """Generates the synthetic set into data_dir on first use (atomically) and returns its root."""
-    root = os.path.join(data_dir, f'synthetic_{preset}_seed{seed}')
+    """Generates the synthetic set into data_dir on first use (atomically) and returns its root,
+    a folder named by preset, seed and generator version."""
+    from ascjax.data import synthesize
+    root = os.path.join(data_dir,
+                        f'synthetic_{preset}_seed{seed}_v{synthesize.GENERATOR_VERSION}')
     if not os.path.exists(os.path.join(root, 'meta.csv')):
-        from ascjax.data import synthesize   # rendering code is only needed on first use
         partial = root + '.partial'
         shutil.rmtree(partial, ignore_errors=True)   # left by a run that was killed
         synthesize.synthesize(partial, preset=preset, seed=seed)

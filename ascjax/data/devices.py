@@ -23,7 +23,6 @@ import dataclasses
 import functools
 
 import numpy as np
-import pedalboard
 import scipy.interpolate
 import scipy.signal
 
@@ -194,6 +193,16 @@ def nominal_offset_db(params: DeviceParams) -> float:
     return float(np.mean(np.abs(nominal_response_db(params, mel_band_centres()))))
 
 
+def _pedalboard():
+    """pedalboard (the compressor), needed only to render new recordings: an optional extra."""
+    try:
+        import pedalboard
+    except ImportError as e:
+        raise ImportError("rendering the synthetic dataset needs pedalboard: pip install "
+                          "'ascjax[synthetic]' (or pip install pedalboard)") from e
+    return pedalboard
+
+
 def record(params: DeviceParams, source: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Passes a clean source (float, mono, at SR) through the device; float32, within [-1, 1)."""
     # Self-noise enters at the microphone, so the device's response colours it like the scene.
@@ -201,7 +210,7 @@ def record(params: DeviceParams, source: np.ndarray, rng: np.random.Generator) -
     x = np.asarray(source, np.float32) + np.float32(10.0 ** (params.noise_floor_dbfs / 20)) * noise
     y = linear_response(params, x)
     if params.compressor_threshold_db is not None:
-        y = pedalboard.Compressor(
+        y = _pedalboard().Compressor(
             threshold_db=params.compressor_threshold_db, ratio=params.compressor_ratio,
             attack_ms=params.compressor_attack_ms, release_ms=params.compressor_release_ms)(y, SR)
     y = y * np.float32(10.0 ** (params.gain_db / 20.0))

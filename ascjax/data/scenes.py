@@ -4,9 +4,11 @@ A scene is a mix of *parts*. Background beds (coloured noise, hum, babble-like m
 distant traffic) are shared across most classes and coloured by the recording location; class
 identity lives mostly in *events* (engines, car passes, chimes, footsteps, bird chirps, screeches,
 brake hiss, announcement-like formant bursts, ...) and in their timing: rates, rhythms (footsteps,
-rail joints), clusters (bird songs, beeps) and durations. Every part's level is jittered ±6 dB per
-clip and each part is present only with some probability, so the average spectrum and loudness alone
-do not name the class (SYNTHETIC.md lessons 3 and 4).
+rail joints), clusters (bird songs, beeps) and durations; each scene's signature events are dense
+enough to occur in a 3-s excerpt. Every part's level is jittered ±4 dB per clip and each part is
+present only with some probability, so the average spectrum alone does not name the class
+(SYNTHETIC.md lessons 3 and 4); as in real scenes, overall loudness (`Recipe.level_dbfs`, ±3 dB per
+clip) and spectral tilt carry some class information too.
 
 Everything is vectorised numpy: noise is synthesised in the frequency domain, harmonic sounds come
 from pulse trains or a one-second wavetable, and only the events themselves are placed in a Python
@@ -28,7 +30,8 @@ from ascjax.data import layout
 SR = layout.SAMPLE_RATE
 NUM_SAMPLES = int(layout.CLIP_SECONDS * SR)
 CONTROL_RATE = 100                   # Hz, for slow envelopes
-JITTER_DB = 6.0                      # per-clip level jitter of every part
+JITTER_DB = 4.0                      # per-clip level jitter of every part
+LEVEL_JITTER_DB = 3.0                # per-clip jitter of the whole clip's loudness
 COLOUR_FREQS = np.geomspace(60.0, 16_000.0, 8)
 _LOCATION_STREAM = 5_000             # separates location streams from segment streams
 
@@ -464,6 +467,7 @@ class Recipe:
     parts: tuple[Part, ...]
     rt60: tuple[float, float]       # reverberation of the events, per location
     wet_db: tuple[float, float]
+    level_dbfs: float = -26.0       # mean clip loudness (RMS dBFS): a metro is louder than a park
 
 
 def _beds(hum=None, babble=None, talkers=(3, 10), traffic=None, babble_p=1.0, traffic_p=1.0):
@@ -485,93 +489,96 @@ WALK_HARD = _s(centre=(1500.0, 3000.0))
 PA = _s(f0=(95.0, 230.0))
 DING_DONG = _s(f0=(600.0, 1000.0), ratios=(1.0, 2.0, 3.0), decay=0.5, notes=2, gap=0.6)
 
+# Each scene has signature events dense enough to occur in a 3-s excerpt (rates of 0.2–1 per
+# second, or continuous), and a loudness of its own: roughly the order of TAU's scenes, vehicles
+# and traffic loudest, the park quietest (SYNTHETIC.md; issue #16).
 RECIPES = {
     'airport': Recipe(-2.5, _beds(hum=-8, babble=2, talkers=(8, 20)) + (
-        Part('announcement', 4, 0.7, ('poisson', 0.08), PA),
-        Part('chime', 0, 0.5, ('poisson', 0.05), DING_DONG),
-        Part('roll', -2, 0.7, ('poisson', 0.12), _s(centre=(500.0, 1200.0))),
+        Part('announcement', 4, 0.85, ('poisson', 0.25), PA),
+        Part('chime', 0, 0.6, ('poisson', 0.12), DING_DONG),
+        Part('roll', -2, 0.9, ('poisson', 0.4), _s(centre=(500.0, 1200.0))),
         Part('footstep', -4, 0.7, ('walk', 0.3), WALK_HARD),
-        Part('beep', -6, 0.3, ('cluster', 0.03, 1, 3, 0.1, 0.3), _s(freq=(1000, 3000), length=0.1)),
-    ), rt60=(1.2, 2.2), wet_db=(-4, 0)),
+        Part('beep', -6, 0.3, ('cluster', 0.08, 1, 3, 0.1, 0.3), _s(freq=(1000, 3000), length=0.1)),
+    ), rt60=(1.2, 2.2), wet_db=(-4, 0), level_dbfs=-27.0),
     'bus': Recipe(-5.0, _beds(hum=-12, babble=-4, talkers=(2, 6), babble_p=0.6) + (
         Part('rumble', 4, 1.0, None, _s(centre=(60.0, 120.0), speed_rate=0.3)),
-        Part('engine', 3, 0.9, None,
+        Part('engine', 4, 1.0, None,
              _s(f_lo=(20.0, 30.0), f_hi=(50.0, 80.0), kernel_hz=(250, 500))),
-        Part('hiss', 0, 0.6, ('poisson', 0.06), _s(centre=(3000.0, 6000.0))),
-        Part('beep', -4, 0.4, ('cluster', 0.04, 2, 4, 0.2, 0.5), _s(freq=(800, 2000), length=0.2)),
-        Part('announcement', 0, 0.3, ('poisson', 0.03), PA),
+        Part('hiss', 0, 0.8, ('poisson', 0.25), _s(centre=(3000.0, 6000.0))),
+        Part('beep', -4, 0.6, ('cluster', 0.15, 2, 4, 0.2, 0.5), _s(freq=(800, 2000), length=0.2)),
+        Part('announcement', 0, 0.3, ('poisson', 0.08), PA),
         Part('clack', -8, 0.3, ('rhythm', 0.7, 0.8, 0.0), _s(centre=(1500.0, 3000.0))),
-    ), rt60=(0.2, 0.4), wet_db=(-10, -6)),
+    ), rt60=(0.2, 0.4), wet_db=(-10, -6), level_dbfs=-22.0),
     'metro': Recipe(-4.5, _beds(hum=-10, babble=-6, talkers=(2, 8), babble_p=0.5) + (
         Part('rumble', 6, 1.0, None, _s(centre=(80.0, 160.0), speed_rate=0.2)),
-        Part('clack', 2, 0.8, ('rhythm', 0.5, 1.5, 0.0, 0.15), _s(centre=(200.0, 500.0))),
-        Part('screech', 0, 0.5, ('poisson', 0.1), _s(f0=(2000.0, 5000.0))),
-        Part('motor_whine', -3, 0.6, ('poisson', 0.08),
+        Part('clack', 2, 0.95, ('rhythm', 0.5, 1.5, 0.0, 0.15), _s(centre=(200.0, 500.0))),
+        Part('screech', 0, 0.7, ('poisson', 0.3), _s(f0=(2000.0, 5000.0))),
+        Part('motor_whine', -3, 0.8, ('poisson', 0.25),
              _s(f_lo=(300.0, 500.0), f_hi=(800.0, 1200.0))),
-        Part('announcement', 0, 0.4, ('poisson', 0.05), PA),
-        Part('chime', -2, 0.3, ('poisson', 0.03), DING_DONG),
-    ), rt60=(0.3, 0.6), wet_db=(-8, -4)),
+        Part('announcement', 0, 0.4, ('poisson', 0.1), PA),
+        Part('chime', -2, 0.3, ('poisson', 0.06), DING_DONG),
+    ), rt60=(0.3, 0.6), wet_db=(-8, -4), level_dbfs=-20.0),
     'metro_station': Recipe(-2.5, _beds(hum=-6, babble=0, talkers=(4, 15)) + (
-        Part('train_pass', 6, 0.6, ('poisson', 0.06)),
-        Part('screech', -2, 0.4, ('poisson', 0.04), _s(f0=(2000.0, 5000.0))),
-        Part('announcement', 3, 0.7, ('poisson', 0.1), PA),
-        Part('chime', 0, 0.4, ('poisson', 0.05), DING_DONG),
+        Part('train_pass', 6, 0.7, ('poisson', 0.15)),
+        Part('screech', -2, 0.5, ('poisson', 0.12), _s(f0=(2000.0, 5000.0))),
+        Part('announcement', 3, 0.85, ('poisson', 0.3), PA),
+        Part('chime', 0, 0.5, ('poisson', 0.12), DING_DONG),
         Part('footstep', -3, 0.8, ('walk', 0.4), WALK_HARD),
-    ), rt60=(1.5, 2.5), wet_db=(-3, 0)),
+    ), rt60=(1.5, 2.5), wet_db=(-3, 0), level_dbfs=-24.0),
     'park': Recipe(-4.0, _beds(babble=-10, talkers=(1, 4), babble_p=0.4, traffic=-2,
                                traffic_p=0.7) + (
-        Part('wind', 0, 0.5),
-        Part('chirp', -2, 0.85, ('cluster', 0.35, 3, 12, 0.06, 0.25),
+        Part('wind', 0, 0.6),
+        Part('chirp', -2, 0.95, ('cluster', 0.6, 3, 12, 0.06, 0.25),
              _s(f_lo=(1800.0, 4000.0), f_hi=(4000.0, 8000.0), up=(0.0, 1.0), trill=(0.0, 40.0))),
         Part('footstep', -8, 0.4, ('walk', 0.1), _s(centre=(600.0, 1500.0))),
-        Part('car_pass', -8, 0.3, ('poisson', 0.02)),
-    ), rt60=(0.1, 0.3), wet_db=(-14, -8)),
+        Part('car_pass', -8, 0.3, ('poisson', 0.03)),
+    ), rt60=(0.1, 0.3), wet_db=(-14, -8), level_dbfs=-33.0),
     'public_square': Recipe(-3.0, _beds(babble=-2, talkers=(3, 10), traffic=0) + (
-        Part('footstep', -4, 0.7, ('walk', 0.3), _s(centre=(1000.0, 2500.0))),
-        Part('chirp', -8, 0.4, ('cluster', 0.08, 2, 6, 0.1, 0.3),
+        Part('footstep', -4, 0.8, ('walk', 0.4), _s(centre=(1000.0, 2500.0))),
+        Part('chirp', -8, 0.5, ('cluster', 0.2, 2, 6, 0.1, 0.3),
              _s(f_lo=(2000.0, 3500.0), f_hi=(3500.0, 6000.0), up=(0.0, 1.0), trill=(0.0, 30.0))),
-        Part('fountain', -2, 0.3, None, _s(centre=(1500.0, 4000.0))),
-        Part('chime', 0, 0.15, ('poisson', 0.05),
+        Part('fountain', -2, 0.6, None, _s(centre=(1500.0, 4000.0))),
+        Part('chime', 0, 0.3, ('poisson', 0.1),
              _s(f0=(250.0, 500.0), ratios=(0.5, 1.0, 1.2, 1.5, 2.0), decay=1.5)),
-        Part('car_pass', -6, 0.4, ('poisson', 0.05)),
-    ), rt60=(0.3, 0.8), wet_db=(-12, -6)),
+        Part('car_pass', -6, 0.4, ('poisson', 0.08)),
+    ), rt60=(0.3, 0.8), wet_db=(-12, -6), level_dbfs=-28.0),
     'shopping_mall': Recipe(-2.5, _beds(hum=-6, babble=2, talkers=(8, 25)) + (
-        Part('music', -2, 0.7, None, _s(root=(110.0, 220.0), tempo=(90.0, 130.0))),
+        Part('music', -2, 0.9, None, _s(root=(110.0, 220.0), tempo=(90.0, 130.0))),
         Part('footstep', -3, 0.8, ('walk', 0.4), WALK_HARD),
-        Part('beep', -6, 0.5, ('cluster', 0.08, 1, 2, 0.1, 0.2),
+        Part('beep', -6, 0.6, ('cluster', 0.2, 1, 2, 0.1, 0.2),
              _s(freq=(2000, 4000), length=0.08)),
-        Part('roll', -4, 0.4, ('poisson', 0.06), _s(centre=(800.0, 2000.0))),
-        Part('announcement', 0, 0.3, ('poisson', 0.03), PA),
-    ), rt60=(1.0, 2.0), wet_db=(-4, 0)),
+        Part('roll', -4, 0.5, ('poisson', 0.15), _s(centre=(800.0, 2000.0))),
+        Part('announcement', 0, 0.3, ('poisson', 0.06), PA),
+    ), rt60=(1.0, 2.0), wet_db=(-4, 0), level_dbfs=-26.0),
     'street_pedestrian': Recipe(-3.0, _beds(babble=0, talkers=(1, 6), traffic=-2) + (
-        Part('footstep', -1, 0.9, ('walk', 0.6), _s(centre=(1000.0, 3000.0))),
-        Part('car_pass', -4, 0.5, ('poisson', 0.06)),
-        Part('chime', -4, 0.2, ('cluster', 0.03, 1, 2, 0.15, 0.3),
+        Part('footstep', -1, 0.95, ('walk', 0.8), _s(centre=(1000.0, 3000.0))),
+        Part('car_pass', -4, 0.6, ('poisson', 0.12)),
+        Part('chime', -4, 0.3, ('cluster', 0.08, 1, 2, 0.15, 0.3),
              _s(f0=(2000.0, 4000.0), ratios=(1.0, 1.5, 2.4), decay=0.3)),
-        Part('roll', -6, 0.3, ('poisson', 0.04), _s(centre=(600.0, 1500.0))),
+        Part('roll', -6, 0.4, ('poisson', 0.1), _s(centre=(600.0, 1500.0))),
         Part('chirp', -10, 0.2, ('cluster', 0.05, 2, 6, 0.1, 0.3),
              _s(f_lo=(2000.0, 3500.0), f_hi=(3500.0, 6000.0), up=(0.0, 1.0), trill=(0.0, 30.0))),
-    ), rt60=(0.2, 0.5), wet_db=(-12, -6)),
+    ), rt60=(0.2, 0.5), wet_db=(-12, -6), level_dbfs=-26.0),
     'street_traffic': Recipe(-4.0, _beds(babble=-10, talkers=(1, 4), babble_p=0.3, traffic=4) + (
-        Part('car_pass', 4, 0.95, ('poisson', 0.3)),
-        Part('engine', -2, 0.4, None,
+        Part('car_pass', 4, 1.0, ('poisson', 0.5)),
+        Part('engine', -2, 0.6, None,
              _s(f_lo=(15.0, 25.0), f_hi=(30.0, 45.0), kernel_hz=(200, 400))),
-        Part('horn', 0, 0.3, ('poisson', 0.03), _s(f0=(350.0, 480.0))),
-        Part('screech', -4, 0.2, ('poisson', 0.03), _s(f0=(3000.0, 6000.0))),
-        Part('hiss', -2, 0.2, ('poisson', 0.03), _s(centre=(3000.0, 6000.0))),
+        Part('horn', 0, 0.4, ('poisson', 0.08), _s(f0=(350.0, 480.0))),
+        Part('screech', -4, 0.2, ('poisson', 0.05), _s(f0=(3000.0, 6000.0))),
+        Part('hiss', -2, 0.2, ('poisson', 0.05), _s(centre=(3000.0, 6000.0))),
         Part('footstep', -8, 0.3, ('walk', 0.1), _s(centre=(1000.0, 3000.0))),
-    ), rt60=(0.2, 0.5), wet_db=(-12, -6)),
+    ), rt60=(0.2, 0.5), wet_db=(-12, -6), level_dbfs=-21.0),
     'tram': Recipe(-4.5, _beds(hum=-10, babble=-5, talkers=(2, 8), babble_p=0.6) + (
         Part('rumble', 3, 1.0, None, _s(centre=(100.0, 200.0), speed_rate=0.3)),
-        Part('motor_whine', 0, 0.8, ('poisson', 0.15),
+        Part('motor_whine', 0, 0.9, ('poisson', 0.3),
              _s(f_lo=(400.0, 700.0), f_hi=(900.0, 1500.0))),
-        Part('clack', 0, 0.6, ('rhythm', 0.8, 2.5, 0.0, 0.2), _s(centre=(250.0, 600.0))),
-        Part('chime', 2, 0.4, ('cluster', 0.04, 2, 2, 0.25, 0.35),
+        Part('clack', 0, 0.8, ('rhythm', 0.8, 2.5, 0.0, 0.2), _s(centre=(250.0, 600.0))),
+        Part('chime', 2, 0.6, ('cluster', 0.12, 2, 2, 0.25, 0.35),
              _s(f0=(900.0, 1600.0), ratios=(1.0, 2.76, 5.4), decay=0.4)),
-        Part('screech', -2, 0.4, ('poisson', 0.06), _s(f0=(1500.0, 4000.0))),
-        Part('announcement', 0, 0.4, ('poisson', 0.05), PA),
-        Part('beep', -6, 0.3, ('cluster', 0.03, 2, 4, 0.2, 0.4), _s(freq=(800, 2000), length=0.2)),
-    ), rt60=(0.3, 0.6), wet_db=(-8, -4)),
+        Part('screech', -2, 0.4, ('poisson', 0.1), _s(f0=(1500.0, 4000.0))),
+        Part('announcement', 0, 0.4, ('poisson', 0.08), PA),
+        Part('beep', -6, 0.3, ('cluster', 0.06, 2, 4, 0.2, 0.4), _s(freq=(800, 2000), length=0.2)),
+    ), rt60=(0.3, 0.6), wet_db=(-8, -4), level_dbfs=-22.0),
 }
 assert set(RECIPES) == set(layout.SCENES)
 
@@ -614,7 +621,8 @@ def reverb_ir(rng: np.random.Generator, rt60: float) -> np.ndarray:
 
 def render(scene: str, loc: Location, rng: np.random.Generator,
            num_samples: int = NUM_SAMPLES) -> np.ndarray:
-    """One clean 10-s segment of `scene` at location `loc`: float32, RMS −30..−22 dBFS."""
+    """One clean 10-s segment of `scene` at location `loc`: float32, RMS within ±LEVEL_JITTER_DB
+    of the scene's `level_dbfs`."""
     recipe = RECIPES[scene]
     ctx = Context(num_samples, loc, recipe.bed_slope)
     beds, events = np.zeros(num_samples), np.zeros(num_samples)
@@ -636,5 +644,5 @@ def render(scene: str, loc: Location, rng: np.random.Generator,
     wet = scipy.signal.fftconvolve(events.astype(np.float32), reverb_ir(ir_rng, loc.rt60))
     wet = wet[:num_samples]
     mix = beds + events + 10 ** (loc.wet_db / 20) * wet
-    target_dbfs = rng.uniform(-30.0, -22.0)
+    target_dbfs = recipe.level_dbfs + rng.uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB)
     return (unit_rms(mix) * 10 ** (target_dbfs / 20)).astype(np.float32)

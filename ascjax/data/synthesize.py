@@ -54,6 +54,11 @@ class Preset:
                                    test_segments=n(self.test_segments))
 
 
+# Bumped whenever the rendered audio changes for a given (preset, seed): cached builds are keyed by
+# it (`datasets.synthetic_dir`), so a checkout never reads a set made by another generator.
+# 1: issue #5's scenes; 2: denser signature events, per-scene loudness, ±4 dB part jitter (#16).
+GENERATOR_VERSION = 2
+
 PRESETS = {
     # Tests: 20 segments, 150 files (every train segment paired, to keep it small).
     'tiny': Preset(('barcelona', 'helsinki'), 1, 1, 1, 1, 1),
@@ -160,6 +165,7 @@ def summarize(segments: Sequence[Segment], preset_name: str, seed: int, scale: f
                 pairs[s.split][d] += 1
     return {
         'preset': preset_name, 'seed': seed, 'scale': scale,
+        'generator_version': GENERATOR_VERSION,
         'clips': clips, 'pairs_with_a': pairs,
         'segments': {split: sum(s.split == split for s in segments) for split in clips},
         'locations': {split: len(v) for split, v in locations.items()},
