@@ -142,7 +142,7 @@ def restore_state(workdir: str, config, model, inputs=(), step: int | None = Non
         tx = wrap(tx, params)
     target = state_lib.abstract(model, tx, features.input_shape(config.data), config.seed,
                                 config.num_seeds, mesh, inputs)
-    state = checkpoint.restore(checkpoint.manager(workdir, config.train.keep_checkpoints),
+    state = checkpoint.restore(checkpoint.reader(workdir),
                                target, step)
     if state is None:
         raise FileNotFoundError(f'{workdir}/checkpoints: no checkpoint'

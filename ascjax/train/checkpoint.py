@@ -18,8 +18,19 @@ from ascjax.train.state import TrainState
 
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+    """The training run's manager: creates the folder, removes temporaries of a killed save."""
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            cleanup_tmp_directories=True)
+    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                                 options=options)
+
+
+def reader(workdir: str) -> ocp.CheckpointManager:
+    """A read-only manager for evaluation, prediction and export: it creates, deletes and cleans
+    up nothing, so it can open a workdir while its training is still saving."""
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                           cleanup_tmp_directories=False,
+                                           save_interval_steps=0, max_to_keep=None)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                  options=options)
 

@@ -73,18 +73,26 @@ def init_or_restore(mngr, target, create: Callable[[], state_lib.TrainState]):
 def fit(state, train_step, batches: Iterable[dict], mngr, progress: progress_lib.Progress,
         total_steps: int, checkpoint_every: int):
     """Runs `train_step` over `batches` (global batches) to `total_steps`, checkpointing every
-    `checkpoint_every` steps and at the end. Returns the final state (saved)."""
+    `checkpoint_every` steps and at the end. Returns the final state (saved). A non-finite loss
+    stops training (`progress.NonFiniteLoss`) at the next log line or checkpoint, whichever comes
+    first, and no checkpoint of a state after it is written."""
     step = int(jax.device_get(state.step))
-    for batch in batches:
-        state, metrics = train_step(state, batch)
-        step += 1
-        progress(step, metrics)
-        if step % checkpoint_every == 0 and step != total_steps:
+    try:
+        metrics = None
+        for batch in batches:
+            state, metrics = train_step(state, batch)
+            step += 1
+            progress(step, metrics)
+            if step % checkpoint_every == 0 and step != total_steps:
+                progress_lib.check_finite(step, jax.device_get(metrics))
+                checkpoint.save(mngr, state)
+        progress.flush()
+        if mngr.latest_step() != int(jax.device_get(state.step)):
+            if metrics is not None:
+                progress_lib.check_finite(step, jax.device_get(metrics))
             checkpoint.save(mngr, state)
-    progress.flush()
-    if mngr.latest_step() != int(jax.device_get(state.step)):
-        checkpoint.save(mngr, state)
-    mngr.wait_until_finished()
+    finally:          # also on an error: saves already issued complete
+        mngr.wait_until_finished()
     return state
 
 

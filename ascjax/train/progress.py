@@ -12,6 +12,23 @@ import jax
 import numpy as np
 
 
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite: training stops instead of going on."""
+
+
+def check_finite(step: int, values: dict) -> None:
+    """Raises NonFiniteLoss when a seed's `loss` in host `values` is not finite."""
+    if 'loss' not in values:
+        return
+    loss = np.atleast_1d(np.asarray(values['loss'], np.float64))
+    if not np.all(np.isfinite(loss)):
+        seeds = np.flatnonzero(~np.isfinite(loss)).tolist()
+        raise NonFiniteLoss(
+            f'training loss is {loss.tolist()} at step {step} (seed index {seeds}): stopped. '
+            'Checkpoints already in the workdir are from before and are kept; no checkpoint '
+            'of this state is written. Lower train.learning_rate or check the inputs.')
+
+
 class Progress:
     """Logs the *previous* step's metrics, so the host never waits for the step it just issued."""
 
@@ -33,6 +50,7 @@ class Progress:
 
     def _log(self, done: int, metrics) -> None:
         values = jax.device_get(metrics)
+        check_finite(done, values)
         rate = (done - self.start_step) / max(time.time() - self.start_time, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float('nan')
         means = {k: float(np.mean(v)) for k, v in values.items()}
