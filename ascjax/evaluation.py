@@ -174,16 +174,35 @@ def run_info(workdir: str) -> dict:
     return {'paper': config.get('paper'), 'dataset': config.get('data', {}).get('dataset')}
 
 
-def write(r: dict, workdir: str, method: str, params: int | None = None) -> None:
-    """results.json (with the paper numbers and dataset of the run, so tables of it need no
-    config), results.md (accuracy and log-loss tables) and plots/ in workdir."""
-    r = {**r, 'method': method, 'params': params, **run_info(workdir)}
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
+def results_name(split: str = 'test') -> str:
+    """'results' for the test split (what sweeps and comparisons read), else 'results_<split>'."""
+    return 'results' if split == 'test' else f'results_{split}'
+
+
+def _revision(workdir: str) -> str | None:
+    path = os.path.join(workdir, 'git_revision.txt')   # written by training when it starts
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return f.read().strip()
+
+
+def write(r: dict, workdir: str, method: str, params: int | None = None, split: str = 'test',
+          step: int | None = None) -> None:
+    """results.json (with split, checkpoint step, the training code's revision, and the paper
+    numbers and dataset of the run, so tables of it need no config), results.md (accuracy and
+    log-loss tables) and plots/ in workdir; for another split than test results_<split>.json,
+    .md and plots_<split>/, so the test results are never overwritten."""
+    r = {**r, 'method': method, 'params': params, 'split': split, 'step': step,
+         'revision': _revision(workdir), **run_info(workdir)}
+    name = results_name(split)
+    with open(os.path.join(workdir, f'{name}.json'), 'w') as f:
         json.dump(r, f, indent=2)
-    with open(os.path.join(workdir, 'results.md'), 'w') as f:
-        f.write('Accuracy (%)\n\n' + table({method: r}, {method: params}) + '\nLog loss\n\n'
-                + table({method: r}, {method: params}, 'log_loss'))
-    plot(r, os.path.join(workdir, 'plots'))
+    with open(os.path.join(workdir, f'{name}.md'), 'w') as f:
+        f.write(f'Split: {split}' + ('' if step is None else f', checkpoint step {step}')
+                + '\n\nAccuracy (%)\n\n' + table({method: r}, {method: params})
+                + '\nLog loss\n\n' + table({method: r}, {method: params}, 'log_loss'))
+    plot(r, os.path.join(workdir, 'plots' if split == 'test' else f'plots_{split}'))
 
 
 def load(workdir: str) -> tuple[str, dict, int | None]:

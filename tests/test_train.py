@@ -172,6 +172,15 @@ def test_evaluate_and_predict_entry_points(reference, tau_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.load(open(workdir / 'results.json'))
     assert again['accuracy'] == json.load(open(os.path.join(reference, 'results.json')))['accuracy']
+    assert again['split'] == 'test' and again['step'] > 0 and again['revision']
+    # Another split gets its own files; the test results stay as they are.
+    from ascjax.tasks import evaluate
+    before = (workdir / 'results.json').read_bytes()
+    train = evaluate.evaluate_workdir(str(workdir), 'train')
+    assert (workdir / 'results.json').read_bytes() == before
+    written = json.load(open(workdir / 'results_train.json'))
+    assert written['split'] == 'train' and written['accuracy'] == train['accuracy']
+    assert (workdir / 'results_train.md').exists() and (workdir / 'plots_train').is_dir()
     stereo = str(tmp_path / 'stereo_22k.wav')
     y = fixtures.clip_samples(0, seconds=2.0, rate=22_050)
     sf.write(stereo, np.stack([y, y], 1), 22_050)

@@ -285,7 +285,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                trained.mesh)
     if jax.process_index() == 0:
         evaluation.write(results, workdir, config.get('row', config.model.name),
-                         state_lib.param_count(trained.state.params))
+                         state_lib.param_count(trained.state.params), 'test',
+                         trained.total_steps)
         progress_lib.scalars(trained.progress, trained.total_steps,
                              {f'test/accuracy/{d}': a for d, a in results['accuracy'].items()})
     return results

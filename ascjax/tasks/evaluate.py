@@ -1,4 +1,5 @@
-"""Evaluates a classifier workdir's checkpoint: results.json, results.md and plots/.
+"""Evaluates a classifier workdir's checkpoint: results.json, results.md and plots/ for the test
+split; results_<split>.json/.md and plots_<split>/ for another split (test results stay as they are).
 
     python -m ascjax.tasks.evaluate --workdir=DIR [--split=test] [--step=N]
 
@@ -18,7 +19,7 @@ def evaluate_workdir(workdir: str, split: str = 'test', step: int | None = None)
     results = run.evaluate(split)
     if jax.process_index() == 0:
         evaluation.write(results, workdir, run.config.get('row', run.config.model.name),
-                         run.num_params)
+                         run.num_params, split, run.step)
     return results
 
 
@@ -27,7 +28,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     evaluate_workdir(flags.FLAGS.workdir, flags.FLAGS.split, flags.FLAGS.step)
-    print(open(f'{flags.FLAGS.workdir}/results.md').read())
+    name = evaluation.results_name(flags.FLAGS.split)
+    print(open(f'{flags.FLAGS.workdir}/{name}.md').read())
 
 
 if __name__ == '__main__':

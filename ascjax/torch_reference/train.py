@@ -259,7 +259,7 @@ def train_and_evaluate(config, workdir: str, *, eval_steps: tuple[int, ...] = ()
     losses = fit(model, config, train_source, on_step=on_step)
     results = evaluate(model, test_source, config.eval.batch_size)
     params = sum(p.numel() for p in model.parameters())
-    evaluation.write(results, workdir, method, params)
+    evaluation.write(results, workdir, method, params, 'test', len(losses))
     with open(os.path.join(workdir, 'train_losses.json'), 'w') as f:
         json.dump(losses, f)
     torch.save(model.state_dict(), os.path.join(workdir, 'model.pt'))
