@@ -40,6 +40,8 @@ def predict_files(paths, workdir, step=None):
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     from absl import app, flags
     f = flags.FLAGS
     paths = argv[1:]

@@ -391,6 +391,8 @@ def _define_flags():
 
 
 def main(argv, f):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     extra = [*f.extra.value, *argv[1:]]   # also: python -m ascjax.sweep ... -- --config.x=y
     if bad := [a for a in extra if not a.startswith('-')]:
         raise app.UsageError(f'unexpected arguments {bad}; pass flags for train as '

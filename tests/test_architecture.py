@@ -28,7 +28,7 @@ PACKAGE_DIR = REPO / PACKAGE
 ENTRY_POINTS = 'entry points'
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # data, features and metrics: audio, layout, tau, synthesize, scenes, devices, datasets, ...
-    ('data', ('ascjax.data', 'ascjax.features', 'ascjax.evaluation')),
+    ('data', ('ascjax.data', 'ascjax.features', 'ascjax.evaluation', 'ascjax.logs')),
     # Flax models: bcresnet, norms, layers, convert, unet.
     ('models', ('ascjax.models',)),
     # training primitives: compress (prune, qat, distill), augment (spec, translate).

@@ -191,6 +191,8 @@ def write_summary(out: str, row: str) -> dict:
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     del argv
     config = _CONFIG.value
     out = _OUT.value

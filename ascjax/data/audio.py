@@ -60,7 +60,7 @@ def load(path: str, sample_rate: int, num_samples: int | None) -> Waveform:
         samples = samples[:num_samples]
         conversions.append('cropped')
     if conversions:
-        logging.info('%s: %s (from %d Hz, %d channel(s))', path, ', '.join(conversions), rate,
+        logging.debug('%s: %s (from %d Hz, %d channel(s))', path, ', '.join(conversions), rate,
                      data.shape[1])
     return Waveform(np.ascontiguousarray(samples, dtype=np.float32), tuple(conversions))
 

@@ -98,6 +98,8 @@ def _print_summary(root: str, builder) -> None:
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     del argv
     f = flags.FLAGS
     root = manual_dir_for(f.dataset, data_dir=f.data_dir or default_data_dir(),

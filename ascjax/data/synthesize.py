@@ -241,6 +241,8 @@ def define_flags() -> None:
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     del argv
     start = time.time()
     summary = synthesize(FLAGS.out, FLAGS.preset, FLAGS.seed, FLAGS.workers, FLAGS.scale)

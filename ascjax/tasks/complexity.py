@@ -195,6 +195,8 @@ def workdir_report(workdir: str, dtype_map: str | None = None, seed_index: int =
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     del argv
     if (_CONFIG.value is None) == (_WORKDIR.value is None):
         raise app.UsageError('give exactly one of --config and --workdir')

@@ -24,6 +24,8 @@ def evaluate_workdir(workdir: str, split: str = 'test', step: int | None = None)
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     from absl import app, flags
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')

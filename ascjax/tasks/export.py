@@ -177,6 +177,8 @@ def export(workdir: str, out: str | None = None, calibration_clips: int = 200,
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     del argv
     r = export(_WORKDIR.value, _OUT.value, _CALIBRATION.value)
     logging.info('wrote %s', r['tflite'])

@@ -31,6 +31,8 @@ def compute(workdirs: list[str], split: str = 'train') -> tuple[list[str], np.nd
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     from absl import app, flags
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')

@@ -219,6 +219,8 @@ def format_results(r: dict) -> str:
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     from absl import app, flags
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')

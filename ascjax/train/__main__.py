@@ -23,6 +23,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
+    from ascjax import logs
+    logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     import jax
