@@ -55,3 +55,15 @@ def test_reader_changes_nothing(tmp_path):
     np.testing.assert_array_equal(reader.restore(12)['w'], np.full(3, 12.0))
     assert checkpoint.reader(str(tmp_path / 'missing')).latest_step() is None
     assert not os.path.exists(tmp_path / 'missing')        # a reader creates nothing
+
+
+def test_progress_rate_is_recent_and_eta_is_hms(monkeypatch, caplog):
+    clock = iter([0.0, 100.0, 101.0, 102.0, 103.0, 104.0])   # first log line after compilation
+    monkeypatch.setattr(progress_lib.time, 'time', lambda: next(clock))
+    p = progress_lib.Progress(total_steps=7210, start_step=0, every=10, writer=None, window=2)
+    rates = []
+    for line in range(1, 5):
+        p._log(10 * line, {'loss': np.ones(2)})
+        rates.append(p.rate())
+    assert np.isnan(rates[0]) and rates[1:] == [10.0, 10.0, 10.0]   # 10 steps a second, not 0.2
+    assert progress_lib.hms(7170 / 10.0) == '0:11:57' and progress_lib.hms(float('nan')) == '?'

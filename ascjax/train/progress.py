@@ -3,6 +3,8 @@ train_metrics.jsonl (per-seed values) on process 0."""
 
 from __future__ import annotations
 
+import collections
+import datetime
 import json
 import logging
 import os
@@ -29,14 +31,32 @@ def check_finite(step: int, values: dict) -> None:
             'of this state is written. Lower train.learning_rate or check the inputs.')
 
 
+def hms(seconds: float) -> str:
+    """A duration as h:mm:ss ('?' when unknown)."""
+    if not seconds == seconds or seconds == float('inf'):   # NaN or inf
+        return '?'
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
 class Progress:
-    """Logs the *previous* step's metrics, so the host never waits for the step it just issued."""
+    """Logs the *previous* step's metrics, so the host never waits for the step it just issued.
+
+    The rate is measured over the last `window` log lines (so neither compilation nor the start
+    of the run skews the ETA); the first line, before any window, reports no rate."""
 
     def __init__(self, total_steps: int, start_step: int, every: int, writer,
-                 jsonl: str | None = None):
+                 jsonl: str | None = None, window: int = 10):
         self.total, self.every, self.writer, self.jsonl = total_steps, every, writer, jsonl
         self.start_time, self.start_step = time.time(), start_step
+        self.marks = collections.deque(maxlen=window + 1)     # (time, step) of log lines
         self.pending = None
+
+    def rate(self) -> float:
+        """Steps per second over the recent window of log lines (NaN before there is one)."""
+        if len(self.marks) < 2:
+            return float('nan')
+        (t0, s0), (t1, s1) = self.marks[0], self.marks[-1]
+        return (s1 - s0) / max(t1 - t0, 1e-9)
 
     def __call__(self, step: int, metrics) -> None:
         previous, self.pending = self.pending, (step, metrics)
@@ -51,11 +71,13 @@ class Progress:
     def _log(self, done: int, metrics) -> None:
         values = jax.device_get(metrics)
         check_finite(done, values)
-        rate = (done - self.start_step) / max(time.time() - self.start_time, 1e-9)
+        self.marks.append((time.time(), done))
+        rate = self.rate()
         eta = (self.total - done) / rate if rate > 0 else float('nan')
         means = {k: float(np.mean(v)) for k, v in values.items()}
-        logging.info('step %d/%d  %s  %.2f steps/s  ETA %.0f s', done, self.total,
-                     '  '.join(f'{k} {v:.4g}' for k, v in sorted(means.items())), rate, eta)
+        logging.info('step %d/%d  %s  %s steps/s  ETA %s', done, self.total,
+                     '  '.join(f'{k} {v:.4g}' for k, v in sorted(means.items())),
+                     '?' if rate != rate else f'{rate:.2f}', hms(eta))
         if self.jsonl is not None:   # per-seed values, for sweeps and tests
             with open(self.jsonl, 'a') as f:
                 f.write(json.dumps({'step': done, **{k: np.asarray(v).tolist()
@@ -65,7 +87,8 @@ class Progress:
             with self.writer.as_default(step=done):
                 for k, v in means.items():
                     tf.summary.scalar(f'train/{k}', v)
-                tf.summary.scalar('train/steps_per_s', rate)
+                if rate == rate:
+                    tf.summary.scalar('train/steps_per_s', rate)
 
 
 def progress_logger(workdir: str, total_steps: int, start: int, every: int) -> Progress:
