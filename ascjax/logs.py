@@ -7,8 +7,11 @@ absl's verbosity asks for them (`--verbosity=1` or `-v=1`); ascjax's own lines a
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import time
+from collections.abc import Iterable, Iterator
 
 from absl import logging as absl_logging
 
@@ -30,3 +33,27 @@ def quiet() -> None:
     handler = absl_logging.get_absl_handler()   # libraries' Python loggers propagate to it too
     if not any(isinstance(f, LibraryFilter) for f in handler.filters):
         handler.addFilter(LibraryFilter())
+
+
+def hms(seconds: float) -> str:
+    """A duration as h:mm:ss ('?' when unknown)."""
+    if not seconds == seconds or seconds == float('inf'):   # NaN or inf
+        return '?'
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+def counted(items: Iterable, total: int, what: str, every_s: float = 10.0,
+            clock=time.monotonic) -> Iterator:
+    """Yields `items`, logging `what: done/total (rate/s, ETA h:mm:ss)` at most every `every_s`
+    seconds and once at the end: progress for dataset builds, synthesis, evaluation."""
+    start = last = clock()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = clock()
+        if now - last >= every_s or done == total:
+            last = now
+            rate = done / max(now - start, 1e-9)
+            logging.info('%s: %d/%d (%.1f/s, ETA %s)', what, done, total, rate,
+                         hms((total - done) / rate))

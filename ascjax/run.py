@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from ascjax import evaluation, features
+from ascjax import evaluation, features, logs
 from ascjax.compress import prune, qat
 from ascjax.data import sources
 from ascjax.models import unet
@@ -112,7 +112,8 @@ def predict(state, eval_step, source, config, mesh) -> dict[str, np.ndarray]:
     batches = sources.ordered_batches(source, config.eval.batch_size, jax.process_index(),
                                       jax.process_count())
     out = {'logits': [], 'label': [], 'device': [], 'index': [], 'mask': []}
-    for local in batches:
+    num_batches = -(-len(source) // (config.eval.batch_size * jax.process_count()))
+    for local in logs.counted(batches, num_batches, 'predict: batches', every_s=30.0):
         batch = mesh_lib.global_batch(local, mesh)
         logits = eval_step(state, {k: v for k, v in batch.items()
                                    if k in ('spectrogram', 'audio')})

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import struct
 
+from ascjax import logs
 from ascjax.train import checkpoint, loop, progress as progress_lib
 
 
@@ -66,4 +67,4 @@ def test_progress_rate_is_recent_and_eta_is_hms(monkeypatch, caplog):
         p._log(10 * line, {'loss': np.ones(2)})
         rates.append(p.rate())
     assert np.isnan(rates[0]) and rates[1:] == [10.0, 10.0, 10.0]   # 10 steps a second, not 0.2
-    assert progress_lib.hms(7170 / 10.0) == '0:11:57' and progress_lib.hms(float('nan')) == '?'
+    assert logs.hms(7170 / 10.0) == '0:11:57' and logs.hms(float('nan')) == '?'

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app, flags
 
+from ascjax import logs
 from ascjax.data import audio, devices, layout, scenes
 
 UNSEEN_DEVICES = ('s4', 's5', 's6')      # test only, as in TAU
@@ -145,12 +146,13 @@ def _render_in_worker(segment: Segment) -> list[layout.Clip]:
 
 
 def _render_all(segments, seed, out, device_params, workers):
+    count = lambda groups: list(logs.counted(groups, len(segments), f'{out}: segments'))
     if workers <= 1:
-        return [render_segment(s, seed, out, device_params) for s in segments]
+        return count(render_segment(s, seed, out, device_params) for s in segments)
     # spawn, not fork: the parent may already run JAX or TF threads (tests, notebooks).
     ctx = multiprocessing.get_context('spawn')
     with ctx.Pool(workers, _init_worker, (seed, out, device_params)) as pool:
-        return list(pool.imap(_render_in_worker, segments, chunksize=4))
+        return count(pool.imap(_render_in_worker, segments, chunksize=4))
 
 
 def summarize(segments: Sequence[Segment], preset_name: str, seed: int, scale: float) -> dict:

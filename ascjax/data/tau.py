@@ -25,7 +25,7 @@ import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ascjax import features
+from ascjax import features, logs
 from ascjax.data import audio, layout
 
 NAME = 'tau2020_mobile'
@@ -95,7 +95,7 @@ class Tau2020Mobile(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, root: str, split: str, clips: list[layout.Clip]):
         cfg = self.builder_config
         counts = collections.Counter({name: 0 for name in audio.CONVERSIONS})
-        for clip in clips:
+        for clip in logs.counted(clips, len(clips), f'{NAME}/{split}: clips'):
             wave = audio.load(f'{root}/{clip.filename}', cfg.front_end.sample_rate,
                               cfg.num_samples)
             counts.update(wave.conversions)

@@ -4,7 +4,6 @@ train_metrics.jsonl (per-seed values) on process 0."""
 from __future__ import annotations
 
 import collections
-import datetime
 import json
 import logging
 import os
@@ -12,6 +11,8 @@ import time
 
 import jax
 import numpy as np
+
+from ascjax.logs import hms
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -29,13 +30,6 @@ def check_finite(step: int, values: dict) -> None:
             f'training loss is {loss.tolist()} at step {step} (seed index {seeds}): stopped. '
             'Checkpoints already in the workdir are from before and are kept; no checkpoint '
             'of this state is written. Lower train.learning_rate or check the inputs.')
-
-
-def hms(seconds: float) -> str:
-    """A duration as h:mm:ss ('?' when unknown)."""
-    if not seconds == seconds or seconds == float('inf'):   # NaN or inf
-        return '?'
-    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
 
 
 class Progress:
