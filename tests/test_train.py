@@ -184,13 +184,26 @@ def test_evaluate_and_predict_entry_points(reference, tau_dir, tmp_path):
     stereo = str(tmp_path / 'stereo_22k.wav')
     y = fixtures.clip_samples(0, seconds=2.0, rate=22_050)
     sf.write(stereo, np.stack([y, y], 1), 22_050)
+    submission = tmp_path / 'submission.csv'
     proc = subprocess.run([sys.executable, '-m', 'ascjax.predict', f'--workdir={workdir}', '--json',
-                           stereo, os.path.join(tau_dir, 'audio', 'bus-helsinki-1-0-a.wav')],
+                           f'--output={submission}', stereo,
+                           os.path.join(tau_dir, 'audio', 'bus-helsinki-1-0-a.wav')],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith('{')]
-    assert lines[0]['conversions'] == ['downmixed', 'resampled', 'cropped']
-    assert lines[1]['conversions'] == []
+    # 2 s of audio with 1-s training clips: two windows, averaged (not cropped to the first).
+    assert lines[0]['conversions'] == ['downmixed', 'resampled'] and len(lines[0]['windows']) == 2
     for line in lines:
         assert len(line['top']) == 3
         assert sum(t['probability'] for t in line['top']) <= 1.0 + 1e-6
+    import csv
+    from ascjax.data import layout
+    rows = list(csv.reader(open(submission), delimiter='\t'))
+    assert rows[0] == ['filename', 'scene_label', *layout.SCENES] and len(rows) == 3
+    assert [r[0] for r in rows[1:]] == [stereo, os.path.join(tau_dir, 'audio',
+                                                              'bus-helsinki-1-0-a.wav')]
+    for row, line in zip(rows[1:], lines):
+        probs = np.array(row[2:], float)
+        assert abs(probs.sum() - 1) < 1e-4 and row[1] == layout.SCENES[int(probs.argmax())]
+        assert row[1] == line['top'][0]['scene']
+        np.testing.assert_allclose(probs, np.mean(line['windows'], 0), atol=2e-6)
