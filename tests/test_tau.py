@@ -100,6 +100,48 @@ def test_truncated_wav_names_the_file(broken_dir, tmp_path):
         _prepare(broken_dir, tmp_path)
 
 
+def test_wav_with_its_audio_cut_short_is_refused_not_padded(broken_dir, tmp_path):
+    size = os.path.getsize(_wav(broken_dir))
+    with open(_wav(broken_dir), 'r+b') as f:
+        f.truncate(size // 3)     # the header still declares the whole clip
+    with pytest.raises(audio.AudioError, match=r'airport-barcelona-0-0-b.wav: truncated: .*\(3[23]%\)'):
+        _prepare(broken_dir, tmp_path)
+
+
+def test_silent_clip_is_counted_and_named(broken_dir, tmp_path, caplog):
+    sf.write(_wav(broken_dir), np.zeros(fixtures.SAMPLE_RATE), fixtures.SAMPLE_RATE,
+             subtype='PCM_24')
+    with caplog.at_level('WARNING'):
+        counts = _prepare(broken_dir, tmp_path).info.metadata['conversions']['train']
+    assert counts['silent'] == 1
+    assert any('airport-barcelona-0-0-b.wav: every sample is 0' in r.getMessage()
+               for r in caplog.records)
+
+
+def test_duplicated_csv_row_names_the_file_and_line(broken_dir):
+    path = os.path.join(broken_dir, 'evaluation_setup', 'fold1_train.csv')
+    lines = open(path).readlines()
+    open(path, 'w').writelines(lines + [lines[1]])
+    with pytest.raises(layout.LayoutError, match=rf"fold1_train.csv:{len(lines) + 1}: .* is listed "
+                                                 r"again \(first on line 2\)"):
+        layout.read_split(broken_dir, 'train')
+
+
+def test_clip_in_train_and_test_is_a_leak(broken_dir, tmp_path):
+    train = os.path.join(broken_dir, 'evaluation_setup', 'fold1_train.csv')
+    test = os.path.join(broken_dir, 'evaluation_setup', 'fold1_evaluate.csv')
+    with open(test, 'a') as f:
+        f.write(open(train).readlines()[1])
+    with pytest.raises(layout.LayoutError, match=r'1 clip\(s\) in both train and test'):
+        _prepare(broken_dir, tmp_path)
+
+
+def test_build_summary_of_a_split_smaller_than_a_batch(tau_dir, tau_builder, capsys):
+    from ascjax.data import datasets
+    datasets._print_summary(tau_dir, tau_builder)          # 8 training clips < 32
+    assert 'one training batch' in capsys.readouterr().out
+
+
 def test_nan_samples_name_the_file(broken_dir, tmp_path):
     y = fixtures.clip_samples(0)
     y[100] = np.nan
@@ -117,7 +159,8 @@ def test_conversions_are_applied_and_counted(broken_dir, tmp_path):
     sf.write(_wav(broken_dir, 'bus-helsinki-1-0-c.wav'), y[: rate // 2], rate, subtype='PCM_24')  # short
     sf.write(_wav(broken_dir, 'park-lisbon-2-3-a.wav'), np.tile(y, 2), rate, subtype='PCM_24')  # long
     counts = _prepare(broken_dir, tmp_path).info.metadata['conversions']['train']
-    assert counts == {'clips': 8, 'downmixed': 1, 'resampled': 1, 'padded': 1, 'cropped': 1}
+    assert counts == {'clips': 8, 'downmixed': 1, 'resampled': 1, 'padded': 1, 'cropped': 1,
+                      'silent': 0}
 
 
 def test_loading_converts_to_the_target_format(tmp_path):

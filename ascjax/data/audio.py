@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import librosa
 import numpy as np
 import soundfile as sf
 
 CONVERSIONS = ('resampled', 'downmixed', 'padded', 'cropped')
+# Not conversions, but counted with them and warned about by name: an all-zero recording.
+FINDINGS = ('silent',)
 
 
 class AudioError(ValueError):
@@ -28,8 +31,36 @@ class Waveform:
     conversions: tuple[str, ...]  # subset of CONVERSIONS, in the order applied
 
 
+def wav_truncation(path: str) -> str | None:
+    """Why a RIFF/WAVE file is truncated (its data chunk declares more bytes than the file holds),
+    or None. Other formats, and streamed wavs whose sizes are unset (0 or 0xFFFFFFFF), pass."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, 'rb') as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b'RIFF' or head[8:12] != b'WAVE':
+                return None
+            offset = 12
+            while offset + 8 <= size:
+                f.seek(offset)
+                chunk, length = f.read(4), int.from_bytes(f.read(4), 'little')
+                if chunk == b'data':
+                    available = size - offset - 8
+                    if length not in (0, 0xFFFFFFFF) and length > available:
+                        return (f'truncated: its header declares {length} bytes of audio, the '
+                                f'file holds {available} ({100 * available / length:.0f}%)')
+                    return None
+                offset += 8 + length + (length & 1)
+    except OSError:
+        return None          # soundfile reports unreadable files
+    return None
+
+
 def read(path: str) -> tuple[np.ndarray, int]:
-    """Decodes any soundfile-readable file (24-bit PCM included) to float32 [samples, channels]."""
+    """Decodes any soundfile-readable file (24-bit PCM included) to float32 [samples, channels];
+    a truncated wav is an AudioError, not a short clip."""
+    if (why := wav_truncation(path)) is not None:
+        raise AudioError(f'{path}: {why}')
     try:
         data, rate = sf.read(path, dtype='float32', always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -45,6 +76,7 @@ def read(path: str) -> tuple[np.ndarray, int]:
 def load(path: str, sample_rate: int, num_samples: int | None) -> Waveform:
     """Reads `path` as float32 mono at `sample_rate`, padded (zeros) or cropped to `num_samples`."""
     data, rate = read(path)
+    silent = not np.any(data)      # the recording itself, before any conversion
     conversions = []
     if data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
@@ -59,6 +91,9 @@ def load(path: str, sample_rate: int, num_samples: int | None) -> Waveform:
     elif num_samples is not None and len(samples) > num_samples:
         samples = samples[:num_samples]
         conversions.append('cropped')
+    if silent:
+        logging.warning('%s: every sample is 0 (digital silence)', path)
+        conversions.append('silent')
     if conversions:
         logging.debug('%s: %s (from %d Hz, %d channel(s))', path, ', '.join(conversions), rate,
                      data.shape[1])

@@ -93,7 +93,8 @@ def _print_summary(root: str, builder) -> None:
         print(f'       (A, X) pairs: {s["pairs_with_a"]}')
     print('conversions:', builder.info.metadata.get('conversions'))
     source = sources.TfdsSource.from_builder(builder, 'train')
-    batch = next(pipeline.train_batches(source, global_batch_size=32, seed=0).as_numpy_iterator())
+    size = min(32, len(source))          # a split smaller than a batch is a fine (small) build
+    batch = next(pipeline.train_batches(source, global_batch_size=size, seed=0).as_numpy_iterator())
     print('one training batch:', {k: (v.shape, str(v.dtype)) for k, v in batch.items()})
 
 

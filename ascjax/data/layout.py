@@ -106,6 +106,26 @@ def read_tsv(path: str, columns: Sequence[str]) -> list[dict[str, str]]:
     return rows
 
 
+def check_disjoint(root: str, splits: dict[str, Sequence[Clip]]) -> None:
+    """Raises LayoutError if a clip, or a recording segment (pair id: the same 10-s segment by
+    other devices), is in the train split and in an evaluation split: a leak that inflates every
+    result."""
+    train = splits.get('train', ())
+    files = {c.filename for c in train}
+    segments = {c.pair for c in train}
+    for split, clips in splits.items():
+        if split == 'train':
+            continue
+        both = sorted(c.filename for c in clips if c.filename in files)
+        if both:
+            raise LayoutError(f'{root}/evaluation_setup: {len(both)} clip(s) in both train and '
+                              f'{split}, e.g. {both[:3]}')
+        shared = sorted(c.filename for c in clips if c.pair in segments)
+        if shared:
+            raise LayoutError(f'{root}/evaluation_setup: {len(shared)} {split} clip(s) record a '
+                              f'segment that train also holds (same pair id), e.g. {shared[:3]}')
+
+
 def read_split(root: str, split: str, *, check_audio: bool = True) -> list[Clip]:
     """Rows of one split (train, test or test_unlabelled) joined with meta.csv, in CSV order.
 
@@ -118,9 +138,13 @@ def read_split(root: str, split: str, *, check_audio: bool = True) -> list[Clip]
     split_path = os.path.join(root, 'evaluation_setup', csv_name)
     meta_path = os.path.join(root, 'meta.csv')
     meta = {row['filename']: row for row in read_tsv(meta_path, META_COLUMNS)}
-    clips = []
-    for row in read_tsv(split_path, columns):
+    clips, first_line = [], {}
+    for line, row in enumerate(read_tsv(split_path, columns), start=2):
         name = row['filename']
+        if name in first_line:
+            raise LayoutError(f'{split_path}:{line}: {name!r} is listed again (first on line '
+                              f'{first_line[name]}); each clip must appear once')
+        first_line[name] = line
         if name not in meta:
             raise LayoutError(f'{split_path}: {name!r} has no row in {meta_path}')
         m = meta[name]

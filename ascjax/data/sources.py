@@ -104,8 +104,12 @@ class WavSource:
     @classmethod
     def open(cls, root: str, split: str, sample_rate: int = layout.SAMPLE_RATE,
              clip_seconds: float = layout.CLIP_SECONDS) -> WavSource:
-        return cls(root, layout.read_split(root, split), sample_rate,
-                   int(round(clip_seconds * sample_rate)))
+        clips = layout.read_split(root, split)
+        if split != 'train':        # an evaluation split must share nothing with training
+            layout.check_disjoint(root, {'train': layout.read_split(root, 'train',
+                                                                     check_audio=False),
+                                         split: clips})
+        return cls(root, clips, sample_rate, int(round(clip_seconds * sample_rate)))
 
     @property
     def signal_shape(self) -> tuple[int, ...]:

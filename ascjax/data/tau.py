@@ -89,12 +89,13 @@ class Tau2020Mobile(tfds.core.GeneratorBasedBuilder):
         root = str(dl_manager.manual_dir)
         # Read and check every split's metadata before decoding any audio: a broken CSV fails fast.
         clips = {split: layout.read_split(root, split) for split in SPLITS}
+        layout.check_disjoint(root, clips)
         self.info.metadata['conversions'] = {}
         return {split: self._generate_examples(root, split, clips[split]) for split in SPLITS}
 
     def _generate_examples(self, root: str, split: str, clips: list[layout.Clip]):
         cfg = self.builder_config
-        counts = collections.Counter({name: 0 for name in audio.CONVERSIONS})
+        counts = collections.Counter({name: 0 for name in audio.CONVERSIONS + audio.FINDINGS})
         for clip in logs.counted(clips, len(clips), f'{NAME}/{split}: clips'):
             wave = audio.load(f'{root}/{clip.filename}', cfg.front_end.sample_rate,
                               cfg.num_samples)
