@@ -108,13 +108,17 @@ def test_wav_with_its_audio_cut_short_is_refused_not_padded(broken_dir, tmp_path
         _prepare(broken_dir, tmp_path)
 
 
-def test_silent_clip_is_counted_and_named(broken_dir, tmp_path, caplog):
+def test_silent_or_constant_clips_are_counted_and_named(broken_dir, tmp_path, caplog):
     sf.write(_wav(broken_dir), np.zeros(fixtures.SAMPLE_RATE), fixtures.SAMPLE_RATE,
              subtype='PCM_24')
+    sf.write(_wav(broken_dir, 'bus-helsinki-1-0-a.wav'), np.full(fixtures.SAMPLE_RATE, 0.25),
+             fixtures.SAMPLE_RATE, subtype='PCM_24')
     with caplog.at_level('WARNING'):
-        counts = _prepare(broken_dir, tmp_path).info.metadata['conversions']['train']
-    assert counts['silent'] == 1
-    assert any('airport-barcelona-0-0-b.wav: every sample is 0' in r.getMessage()
+        metadata = _prepare(broken_dir, tmp_path).info.metadata
+    assert metadata['conversions']['train']['constant'] == 2
+    assert sorted(metadata['constant_clips']['train']) == [
+        'audio/airport-barcelona-0-0-b.wav', 'audio/bus-helsinki-1-0-a.wav']
+    assert any('airport-barcelona-0-0-b.wav: every sample is 0 ' in r.getMessage()
                for r in caplog.records)
 
 
@@ -132,7 +136,8 @@ def test_clip_in_train_and_test_is_a_leak(broken_dir, tmp_path):
     test = os.path.join(broken_dir, 'evaluation_setup', 'fold1_evaluate.csv')
     with open(test, 'a') as f:
         f.write(open(train).readlines()[1])
-    with pytest.raises(layout.LayoutError, match=r'1 clip\(s\) in both train and test'):
+    with pytest.raises(layout.LayoutError,
+                       match=r'fold1_train.csv and .*fold1_evaluate.csv: 1 clip\(s\) listed in both'):
         _prepare(broken_dir, tmp_path)
 
 
@@ -158,9 +163,11 @@ def test_conversions_are_applied_and_counted(broken_dir, tmp_path):
              16_000, subtype='PCM_24')                                                     # 16 kHz
     sf.write(_wav(broken_dir, 'bus-helsinki-1-0-c.wav'), y[: rate // 2], rate, subtype='PCM_24')  # short
     sf.write(_wav(broken_dir, 'park-lisbon-2-3-a.wav'), np.tile(y, 2), rate, subtype='PCM_24')  # long
-    counts = _prepare(broken_dir, tmp_path).info.metadata['conversions']['train']
-    assert counts == {'clips': 8, 'downmixed': 1, 'resampled': 1, 'padded': 1, 'cropped': 1,
-                      'silent': 0}
+    b = _prepare(broken_dir, tmp_path)
+    counts = b.info.metadata['conversions']['train']
+    assert counts == {'clips': 8, 'downmixed': 1, 'resampled': 1, 'padded': 0, 'cropped': 1,
+                      'constant': 0, 'truncated': 1}      # a short clip is a fault, not padding
+    assert b.info.metadata['truncated_clips']['train'] == ['audio/bus-helsinki-1-0-c.wav']
 
 
 def test_loading_converts_to_the_target_format(tmp_path):

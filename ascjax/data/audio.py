@@ -17,8 +17,10 @@ import numpy as np
 import soundfile as sf
 
 CONVERSIONS = ('resampled', 'downmixed', 'padded', 'cropped')
-# Not conversions, but counted with them and warned about by name: an all-zero recording.
-FINDINGS = ('silent',)
+# Not conversions, but counted with them and named: a recording whose samples are all equal
+# (digital silence, or a constant offset), and (in a dataset build, where every clip has the
+# dataset's length) a clip shorter than that, zero-padded to shape.
+FINDINGS = ('constant', 'truncated')
 
 
 class AudioError(ValueError):
@@ -76,7 +78,7 @@ def read(path: str) -> tuple[np.ndarray, int]:
 def load(path: str, sample_rate: int, num_samples: int | None) -> Waveform:
     """Reads `path` as float32 mono at `sample_rate`, padded (zeros) or cropped to `num_samples`."""
     data, rate = read(path)
-    silent = not np.any(data)      # the recording itself, before any conversion
+    constant = bool(np.all(data == data.flat[0]))   # the recording itself, before conversions
     conversions = []
     if data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
@@ -91,9 +93,10 @@ def load(path: str, sample_rate: int, num_samples: int | None) -> Waveform:
     elif num_samples is not None and len(samples) > num_samples:
         samples = samples[:num_samples]
         conversions.append('cropped')
-    if silent:
-        logging.warning('%s: every sample is 0 (digital silence)', path)
-        conversions.append('silent')
+    if constant:
+        logging.warning('%s: every sample is %g (silent or constant recording)', path,
+                        float(data.flat[0]))
+        conversions.append('constant')
     if conversions:
         logging.debug('%s: %s (from %d Hz, %d channel(s))', path, ', '.join(conversions), rate,
                      data.shape[1])

@@ -92,6 +92,10 @@ def _print_summary(root: str, builder) -> None:
         print(f'       per device: {s["devices"]}')
         print(f'       (A, X) pairs: {s["pairs_with_a"]}')
     print('conversions:', builder.info.metadata.get('conversions'))
+    for finding, what in (('constant', 'silent or constant'), ('truncated', 'too short')):
+        for split, names in (builder.info.metadata.get(f'{finding}_clips') or {}).items():
+            if names:
+                print(f'{split}: {len(names)} {what} clip(s): {names}')
     source = sources.TfdsSource.from_builder(builder, 'train')
     size = min(32, len(source))          # a split smaller than a batch is a fine (small) build
     batch = next(pipeline.train_batches(source, global_batch_size=size, seed=0).as_numpy_iterator())

@@ -107,23 +107,23 @@ def read_tsv(path: str, columns: Sequence[str]) -> list[dict[str, str]]:
 
 
 def check_disjoint(root: str, splits: dict[str, Sequence[Clip]]) -> None:
-    """Raises LayoutError if a clip, or a recording segment (pair id: the same 10-s segment by
-    other devices), is in the train split and in an evaluation split: a leak that inflates every
-    result."""
+    """Raises LayoutError, naming both CSVs, if a clip or a recorded segment (pair id: the same
+    10-s segment by other devices) is in the train split and in an evaluation split: a leak that
+    inflates every result."""
     train = splits.get('train', ())
     files = {c.filename for c in train}
     segments = {c.pair for c in train}
+    csv_path = lambda split: os.path.join(root, 'evaluation_setup', SPLIT_FILES[split][0])
     for split, clips in splits.items():
         if split == 'train':
             continue
         both = sorted(c.filename for c in clips if c.filename in files)
-        if both:
-            raise LayoutError(f'{root}/evaluation_setup: {len(both)} clip(s) in both train and '
-                              f'{split}, e.g. {both[:3]}')
         shared = sorted(c.filename for c in clips if c.pair in segments)
-        if shared:
-            raise LayoutError(f'{root}/evaluation_setup: {len(shared)} {split} clip(s) record a '
-                              f'segment that train also holds (same pair id), e.g. {shared[:3]}')
+        if both or shared:
+            what = (f'{len(both)} clip(s) listed in both' if both else
+                    f'{len(shared)} clip(s) recording a segment that is also in')
+            raise LayoutError(f'{csv_path("train")} and {csv_path(split)}: {what} train and '
+                              f'{split}, e.g. {(both or shared)[:3]}')
 
 
 def read_split(root: str, split: str, *, check_audio: bool = True) -> list[Clip]:

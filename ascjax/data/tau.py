@@ -96,10 +96,19 @@ class Tau2020Mobile(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, root: str, split: str, clips: list[layout.Clip]):
         cfg = self.builder_config
         counts = collections.Counter({name: 0 for name in audio.CONVERSIONS + audio.FINDINGS})
+        named = {finding: [] for finding in audio.FINDINGS}
         for clip in logs.counted(clips, len(clips), f'{NAME}/{split}: clips'):
             wave = audio.load(f'{root}/{clip.filename}', cfg.front_end.sample_rate,
                               cfg.num_samples)
-            counts.update(wave.conversions)
+            # Every clip of a TAU-layout set has the set's length: a shorter one is a fault.
+            found = tuple('truncated' if c == 'padded' else c for c in wave.conversions)
+            if 'truncated' in found:
+                logging.warning('%s: shorter than the dataset\'s %.1f-s clips (zero-padded)',
+                                clip.filename, cfg.num_samples / cfg.front_end.sample_rate)
+            counts.update(found)
+            for finding in audio.FINDINGS:
+                if finding in found:
+                    named[finding].append(clip.filename)
             if cfg.store == 'audio':
                 signal = {'audio': wave.samples}
             else:
@@ -110,6 +119,8 @@ class Tau2020Mobile(tfds.core.GeneratorBasedBuilder):
                 'location': clip.location, 'pair': clip.pair, 'filename': clip.filename}
         counts['clips'] = len(clips)
         self.info.metadata['conversions'][split] = dict(counts)
+        for finding, names in named.items():
+            self.info.metadata.setdefault(f'{finding}_clips', {})[split] = names
         logging.info('%s/%s: %s', NAME, split, dict(counts))
 
 
