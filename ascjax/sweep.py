@@ -2,7 +2,8 @@
 
     python -m ascjax.sweep --sweep=experiments/sweeps/mod1_norms.py --root=runs/mod1_norms \
         [--dry_run] [--only=0,2 | --only=mod1,mod1_resnorm] [--collect_only] \
-        [--extra=--config.data.data_dir=/cache --extra=...]
+        [--extra=--config.data.data_dir=/cache --extra=...] \
+        [--parallel=N | --launcher=slurm --cluster=slurm_partition=gpu --cluster=timeout_min=240]
 
 A sweep file defines `get_sweep()`, a list of points, each a dict:
 
@@ -16,10 +17,12 @@ The runner
    it stops before running anything);
 2. writes ROOT/commands.txt, one shell-quoted command per line (run from the repository root),
    for a cluster launcher (xargs -P, a SLURM array job, a TPU-pod job);
-3. runs the selected points here, one after the other, each as its own process with its output in
-   ROOT/name/log.txt; a point whose workdir already has results.json is skipped, so a rerun
-   resumes (and train itself resumes an interrupted point from its last checkpoint). A workdir
-   whose config.json disagrees with the point's overrides is reported, never reused;
+3. runs the selected points, each as its own process with its output in ROOT/name/log.txt: here,
+   `--parallel` at a time, or as a submitit job array on SLURM (`--launcher=slurm`, submitit's
+   parameters as `--cluster=KEY=VALUE`), waiting for every job; a point whose workdir already has
+   results.json is skipped, so a rerun resumes (and train itself resumes an interrupted point from
+   its last checkpoint). A workdir whose config.json disagrees with the point's overrides is
+   reported, never reused;
 4. collects every finished point into ROOT/results.csv and ROOT/results.md; a point of a paper
    row gets the paper's numbers under its own (ascjax.evaluation.table), labelled not
    comparable unless it ran on TAU20.
@@ -31,6 +34,7 @@ exit status is 1 when any selected point has no results at the end.
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import csv
 import dataclasses
 import datetime
@@ -247,38 +251,86 @@ def state(point: Point, root: str) -> tuple[str, str]:
 
 # --- running --------------------------------------------------------------------------------
 
+def run_logged(argv: Sequence[str], log: str, env: dict | None = None) -> int:
+    """Runs one point's command with its output appended to `log`; returns the exit status.
+    Module-level, so cluster launchers (submitit) can pickle it by reference."""
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, 'a') as f:
+        f.write(f'==== {datetime.datetime.now().isoformat(timespec="seconds")} '
+                f'{shlex.join(argv)}\n')
+        f.flush()
+        return subprocess.run(list(argv), stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+
+
+LAUNCHERS = ('local', 'slurm', 'submitit_local')
+
+
 def run(points: Sequence[Point], root: str, extra: Sequence[str] = (),
-        env: dict | None = None) -> dict[str, str]:
-    """Runs the points sequentially, each as its own process with output in ROOT/name/log.txt,
-    skipping finished ones. Returns {name: problem} for the points without results afterwards."""
-    problems = {}
+        env: dict | None = None, parallel: int = 1, launcher: str = 'local',
+        cluster: dict | None = None, make_command=command) -> dict[str, str]:
+    """Runs the points, skipping finished ones, each as its own process with output in
+    ROOT/name/log.txt: here, `parallel` at a time (`launcher='local'`), or as a submitit job array
+    on SLURM (`'slurm'`, with `cluster` options such as slurm_partition, timeout_min,
+    gpus_per_node) or on submitit's local executor (`'submitit_local'`), waiting for every job.
+    Returns {name: problem} for the points without results afterwards."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'--launcher={launcher!r}: expected one of {LAUNCHERS}')
+    problems, todo = {}, []
     for i, p in enumerate(points, 1):
         status, detail = state(p, root)
         head = f'[{i}/{len(points)}] {p.name}'
         if status == 'done':
             print(f'{head}: done, skipped ({detail})', flush=True)
-            continue
-        if status == 'stale':
+        elif status == 'stale':
             problems[p.name] = f'stale workdir, not run: {detail}; delete it or rename the point'
             print(f'{head}: {problems[p.name]}', flush=True)
-            continue
-        argv = command(p, root, extra)
-        log = os.path.join(root, p.name, LOG)
-        os.makedirs(os.path.dirname(log), exist_ok=True)
-        print(f'{head}: running, log {log}', flush=True)
-        start = time.time()
-        with open(log, 'a') as f:
-            f.write(f'==== {datetime.datetime.now().isoformat(timespec="seconds")} '
-                    f'{shlex.join(argv)}\n')
-            f.flush()
-            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-        took = time.time() - start
+        else:
+            todo.append((head, p, make_command(p, root, extra), os.path.join(root, p.name, LOG)))
+    if launcher == 'local':
+        def one(item):
+            head, p, argv, log = item
+            print(f'{head}: running, log {log}', flush=True)
+            start = time.time()
+            return item, run_logged(argv, log, env), time.time() - start
+        with concurrent.futures.ThreadPoolExecutor(max(int(parallel), 1)) as pool:
+            finished = list(pool.map(one, todo))
+    else:
+        finished = _submit(todo, root, launcher, cluster or {}, env)
+    for (head, p, _, log), rc, took in finished:
         if rc == 0 and os.path.exists(os.path.join(root, p.name, RESULTS)):
             print(f'{head}: finished in {took:.0f} s', flush=True)
         else:
             problems[p.name] = f'failed (exit status {rc}) after {took:.0f} s; log {log}'
             print(f'{head}: {problems[p.name]}', flush=True)
     return problems
+
+
+def _submit(todo, root: str, launcher: str, cluster: dict, env: dict | None):
+    """The points as one submitit job array; waits for them. [(item, exit status, seconds)]."""
+    try:
+        import submitit
+    except ImportError as e:
+        raise ImportError(f"--launcher={launcher} needs submitit: pip install 'ascjax[cluster]'"
+                          ) from e
+    if not todo:
+        return []
+    executor = submitit.AutoExecutor(folder=os.path.join(root, 'submitit', '%j'),
+                                     cluster='slurm' if launcher == 'slurm' else 'local')
+    executor.update_parameters(**{'name': f'ascjax_sweep_{os.path.basename(root)}', **cluster})
+    start = time.time()
+    jobs = executor.map_array(run_logged, [argv for _, _, argv, _ in todo],
+                              [log for _, _, _, log in todo], [env] * len(todo))
+    for (head, _, _, log), job in zip(todo, jobs):
+        print(f'{head}: submitted as job {job.job_id}, log {log}', flush=True)
+    finished = []
+    for item, job in zip(todo, jobs):
+        try:
+            rc = job.result()
+        except Exception as e:        # the job itself failed (node lost, timeout): say so
+            print(f'{item[0]}: job {job.job_id} failed: {e}', flush=True)
+            rc = -1
+        finished.append((item, rc, time.time() - start))
+    return finished
 
 
 # --- collecting -----------------------------------------------------------------------------
@@ -372,6 +424,21 @@ def collect(points: Sequence[Point], root: str) -> dict[str, str]:
 
 # --- command line ---------------------------------------------------------------------------
 
+def cluster_options(items: Sequence[str]) -> dict:
+    """--cluster=KEY=VALUE flags as submitit parameters (values parsed as Python literals when
+    they are one: timeout_min=240 is an int, slurm_partition=gpu a string)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not _KEY.match(key):
+            raise app.UsageError(f'--cluster={item!r}: expected KEY=VALUE')
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def _define_flags():
     """Defined only when run as a program: importing this module (tests, notebooks) adds no global
     absl flags that could clash with other tools' (tools/benchmark.py also has --only)."""
@@ -387,7 +454,15 @@ def _define_flags():
         only=flags.DEFINE_list('only', [], 'Run only these points: 0-based indices or names '
                                '(commands.txt and the results still cover all points).'),
         extra=flags.DEFINE_multi_string('extra', [], 'A flag appended to every train command, '
-                                        'e.g. --extra=--config.data.data_dir=/cache (repeatable).'))
+                                        'e.g. --extra=--config.data.data_dir=/cache (repeatable).'),
+        parallel=flags.DEFINE_integer('parallel', 1, 'With --launcher=local: points run at once '
+                                      '(each its own process; on one machine they share it).'),
+        launcher=flags.DEFINE_enum('launcher', 'local', list(LAUNCHERS),
+                                   'local: here; slurm: a submitit job array on SLURM; '
+                                   'submitit_local: submitit\'s local executor.'),
+        cluster=flags.DEFINE_multi_string('cluster', [], 'A submitit parameter KEY=VALUE, e.g. '
+                                          '--cluster=slurm_partition=gpu --cluster=timeout_min=240'
+                                          ' --cluster=gpus_per_node=1 (repeatable).'))
 
 
 def main(argv, f):
@@ -409,7 +484,9 @@ def main(argv, f):
             mark = '' if p in selected else ' (not selected)'
             print(f'{i}: {p.name} [{status}{": " + detail if detail else ""}]{mark}')
         return 0
-    problems = {} if f.collect_only.value else run(selected, root, extra)
+    problems = {} if f.collect_only.value else run(
+        selected, root, extra, parallel=f.parallel.value, launcher=f.launcher.value,
+        cluster=cluster_options(f.cluster.value))
     missing = collect(points, root)
     print(f'results in {os.path.join(root, "results.csv")} and {os.path.join(root, "results.md")}')
     lost = {p.name: problems.get(p.name, missing[p.name]) for p in selected if p.name in missing}

@@ -285,3 +285,52 @@ def test_two_point_sweep_end_to_end(tau_dir, data_dir, tmp_path):
     proc = _sweep(f'--sweep={path}', f'--root={root}', '--only=mod1,resnorm', *extra)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert proc.stdout.count('done, skipped') == 2 and 'running' not in proc.stdout
+
+
+def _fake_command(seconds: float):
+    """A stand-in for a training run: records its start/end times and writes results.json."""
+    def make(point, root, extra=()):
+        workdir = os.path.join(root, point.name)
+        code = ('import json, os, sys, time; w = sys.argv[1]; os.makedirs(w, exist_ok=True); '
+                f't = time.time(); time.sleep({seconds}); '
+                'json.dump({"accuracy": {}, "span": [t, time.time()]}, '
+                'open(os.path.join(w, "results.json"), "w")); print("trained", w)')
+        return [sys.executable, '-c', code, workdir]
+    return make
+
+
+def _points(n):
+    return sweep.points_from([{'name': f'p{i}', 'config': 'experiments/configs/paper.py:mod1'}
+                              for i in range(n)])
+
+
+def test_parallel_local_points_overlap(tmp_path):
+    root = str(tmp_path / 'root')
+    assert sweep.run(_points(3), root, parallel=3, make_command=_fake_command(1.5)) == {}
+    spans = [json.load(open(os.path.join(root, f'p{i}', 'results.json')))['span']
+             for i in range(3)]
+    assert max(s for s, _ in spans) < min(e for _, e in spans)      # all three ran at once
+    assert 'trained' in open(os.path.join(root, 'p0', 'log.txt')).read()
+
+
+def test_submitit_local_launcher_runs_every_point(tmp_path):
+    """Through submitit's local executor, in a subprocess (its job watcher outlives pytest's
+    captured streams)."""
+    pytest.importorskip('submitit')
+    root = str(tmp_path / 'root')
+    code = ('import sys; from tests.test_sweep import _points, _fake_command; '
+            'from ascjax import sweep; '
+            f'sys.exit(len(sweep.run(_points(2), {root!r}, launcher="submitit_local", '
+            'cluster={"timeout_min": 5}, make_command=_fake_command(0.1))))')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert proc.stdout.count('submitted as job') == 2 and proc.stdout.count('finished in') == 2
+    assert all(os.path.exists(os.path.join(root, f'p{i}', 'results.json')) for i in range(2))
+
+
+def test_cluster_options_parse_literals():
+    assert sweep.cluster_options(['timeout_min=240', 'slurm_partition=gpu']) == {
+        'timeout_min': 240, 'slurm_partition': 'gpu'}
+    with pytest.raises(Exception, match='KEY=VALUE'):
+        sweep.cluster_options(['oops'])
