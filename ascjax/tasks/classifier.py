@@ -256,6 +256,24 @@ def make_train_step(model, tx, config, schedule, state_shardings, mesh, batch_tr
                               step_lib.with_spectrogram(features.from_config(config.data)))
 
 
+def describe(config, builder, model) -> None:
+    """The first lines of a run: the dataset and its split sizes, the model and its cost."""
+    from ascjax.tasks import complexity
+    d = config.data
+    where = (f'preset {d.preset}, seed {d.get("seed", 0)}' if d.dataset == 'synthetic'
+             else d.manual_dir)
+    sizes = ', '.join(f'{split} {builder.info.splits[split].num_examples} clips'
+                      for split in builder.info.splits)
+    logging.info('dataset %s (%s; %.3g-s clips): %s', d.dataset, where, d.clip_seconds, sizes)
+    shape = features.input_shape(d)
+    macs = sum(layer['macs'] for layer in complexity.layer_macs(model, (1, *shape)))
+    params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(
+        state_lib.param_shapes(model, shape)))
+    logging.info('model %s (%s, norm %s): %d parameters, %.2f M MACs per clip of %s',
+                 config.get('row', config.model.name), config.model.name,
+                 config.model.get('norm'), params, macs / 1e6, shape)
+
+
 def task(config, builder) -> loop.Task:
     """The classifier's `loop.Task` for `config`, training on `builder`'s train split."""
     check_inputs(config)
@@ -264,6 +282,7 @@ def task(config, builder) -> loop.Task:
         source = SOURCE_TRANSFORMS[name].build(source, config)
     init = [INIT_TRANSFORMS[n].build(config, source) for n in recipe(INIT_TRANSFORMS, config)]
     model, inputs = run_lib.build_model(config)
+    describe(config, builder, model)
     logging.info('recipe: source %s, batch %s, losses %s, init %s',
                  recipe(SOURCE_TRANSFORMS, config), recipe(BATCH_TRANSFORMS, config),
                  loss_weights(config), recipe(INIT_TRANSFORMS, config))

@@ -109,3 +109,23 @@ def scalars(progress: Progress, step: int, values: dict[str, float]) -> None:
         for name, value in values.items():
             tf.summary.scalar(name, value)
     progress.writer.flush()
+
+
+def hparams(progress: Progress, config) -> None:
+    """The run's config as TensorBoard hyperparameters (flattened; lists as strings), so runs of a
+    sweep can be compared in the HParams tab."""
+    if progress.writer is None:
+        return
+    from tensorboard.plugins.hparams import api as hp
+
+    def flat(d, prefix=''):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f'{prefix}{k}.')
+            elif isinstance(v, (bool, int, float, str)):
+                yield f'{prefix}{k}', v
+            else:
+                yield f'{prefix}{k}', str(v)
+    with progress.writer.as_default():
+        hp.hparams(dict(flat(config.to_dict())))
+    progress.writer.flush()
