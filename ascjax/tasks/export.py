@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from ascjax import features, models
+from ascjax import features, logs, models
 from ascjax import run as run_lib
 
 DEFAULT_NAME = 'model_int8.tflite'
@@ -76,7 +76,7 @@ def run_tflite(model: bytes | str, inputs: np.ndarray) -> np.ndarray:
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     logits = []
-    for x in inputs:
+    for x in logs.counted(inputs, len(inputs), 'tflite: clips', every_s=30.0):
         interpreter.set_tensor(inp['index'], x[None].astype(np.float32))
         interpreter.invoke()
         logits.append(interpreter.get_tensor(out['index'])[0].copy())
