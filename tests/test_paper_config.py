@@ -84,7 +84,7 @@ def test_unknown_option_is_refused_with_the_valid_ones():
         paper.get_config('mod1,dmeo')
     for option in ('runlocal', 'demo', 'prune', 'qat'):
         assert f'{option}:' in str(e.value)
-    assert set(paper.OPTIONS) == {'runlocal', 'demo', 'prune', 'qat'}
+    assert set(paper.OPTIONS) == {'runlocal', 'demo', 'prune', 'qat', 'freqmixstyle'}
     with pytest.raises(ValueError, match='unknown row'):
         paper.get_config('mod9')
     assert paper.get_config('mod8_resnorm_kd_compressed,prune,runlocal').train.batch_size == 16

@@ -262,8 +262,8 @@ def describe(config, builder, model) -> None:
     d = config.data
     where = (f'preset {d.preset}, seed {d.get("seed", 0)}' if d.dataset == 'synthetic'
              else d.manual_dir)
-    sizes = ', '.join(f'{split} {builder.info.splits[split].num_examples} clips'
-                      for split in builder.info.splits)
+    sizes = ', '.join(f'{split} {len(run_lib.source(builder, split))} clips'
+                      for split in ('train', 'test'))
     logging.info('dataset %s (%s; %.3g-s clips): %s', d.dataset, where, d.clip_seconds, sizes)
     shape = features.input_shape(d)
     macs = sum(layer['macs'] for layer in complexity.layer_macs(model, (1, *shape)))
