@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -37,7 +38,7 @@ def quiet() -> None:
 
 def hms(seconds: float) -> str:
     """A duration as h:mm:ss ('?' when unknown)."""
-    if not seconds == seconds or seconds == float('inf'):   # NaN or inf
+    if not math.isfinite(seconds):
         return '?'
     return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import os
 import time
 
@@ -71,7 +72,7 @@ class Progress:
         means = {k: float(np.mean(v)) for k, v in values.items()}
         logging.info('step %d/%d  %s  %s steps/s  ETA %s', done, self.total,
                      '  '.join(f'{k} {v:.4g}' for k, v in sorted(means.items())),
-                     '?' if rate != rate else f'{rate:.2f}', hms(eta))
+                     f'{rate:.2f}' if math.isfinite(rate) else '?', hms(eta))
         if self.jsonl is not None:   # per-seed values, for sweeps and tests
             with open(self.jsonl, 'a') as f:
                 f.write(json.dumps({'step': done, **{k: np.asarray(v).tolist()
@@ -81,7 +82,7 @@ class Progress:
             with self.writer.as_default(step=done):
                 for k, v in means.items():
                     tf.summary.scalar(f'train/{k}', v)
-                if rate == rate:
+                if math.isfinite(rate):
                     tf.summary.scalar('train/steps_per_s', rate)
 
 
