@@ -135,6 +135,18 @@ class _Pointwise(nn.Module):
                                      conv_impl=self.conv_impl, name='pw')(x)
 
 
+class _Dense(nn.Module):
+    features: int
+    strides: tuple
+    conv_impl: str
+
+    @nn.compact
+    def __call__(self, x):
+        return layers.dense_conv(self.features, (5, 5), strides=self.strides,
+                                 padding=((2, 2), (2, 2)), conv_impl=self.conv_impl,
+                                 name='dense')(x)
+
+
 def _check_equivalent(make, x, impl='shift'):
     """Same init (names, shapes, values), outputs <= 1e-5 and gradients <= 1e-4 relative."""
     xla, shift = make('xla'), make(impl)
@@ -142,7 +154,7 @@ def _check_equivalent(make, x, impl='shift'):
     v_shift = shift.init(jax.random.key(0), x)
     assert jax.tree.structure(v_xla) == jax.tree.structure(v_shift)
     jax.tree.map(np.testing.assert_array_equal, v_xla, v_shift)
-    if 'bias' in v_xla['params']['pw' if 'pw' in v_xla['params'] else 'dw']:
+    if 'bias' in next(iter(v_xla['params'].values())):
         v_xla = jax.tree.map(lambda p: p + 0.3, v_xla)  # make a zero-initialised bias matter
 
     y_xla, y_shift = jax.jit(xla.apply)(v_xla, x), jax.jit(shift.apply)(v_xla, x)
@@ -181,11 +193,23 @@ def test_pointwise_shift_equals_xla(use_bias, impl):
     _check_equivalent(lambda impl: _Pointwise(7, use_bias, impl), x, impl)
 
 
+@pytest.mark.parametrize('strides, shape', [
+    ((2, 1), (2, 12, 7, 1)),    # BC-ResNet head: one input channel, frequency stride
+    ((2, 2), (2, 11, 9, 1)),    # BC-ResNet-Mod head, odd sizes
+    ((1, 1), (2, 8, 6, 3)),     # several input channels
+])
+@pytest.mark.parametrize('impl', ['shift', 'einsum'])
+def test_dense_patches_equal_xla(strides, shape, impl):
+    x = jax.random.normal(jax.random.key(4), shape)
+    _check_equivalent(lambda impl: _Dense(6, strides, impl), x, impl)
+
+
 def test_shift_conv_respects_compute_dtype():
     x = jax.random.normal(jax.random.key(0), (1, 6, 5, 4))
     for module in (layers.ShiftDepthwiseConv(4, (3, 1), padding=((1, 1), (0, 0)),
                                              dtype=jnp.bfloat16),
-                   layers.MatmulConv(3, use_bias=True, dtype=jnp.bfloat16)):
+                   layers.MatmulConv(3, use_bias=True, dtype=jnp.bfloat16),
+                   layers.PatchConv(3, (5, 5), padding=((2, 2), (2, 2)), dtype=jnp.bfloat16)):
         variables = module.init(jax.random.key(0), x)
         assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
         assert module.apply(variables, x).dtype == jnp.bfloat16

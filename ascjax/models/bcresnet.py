@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from ascjax.models.layers import (SubSpectralNorm, batch_norm, depthwise_conv, kernel_init,
+from ascjax.models.layers import (SubSpectralNorm, batch_norm, dense_conv, depthwise_conv,
                                   pointwise_conv)
 from ascjax.models.norms import FeatureNorm, check_norm_config
 
@@ -109,15 +109,15 @@ class BCResStage(nn.Module):
 
 
 def conv_bn_relu_head(x: jax.Array, features: int, strides: tuple[int, int], train: bool,
-                      dtype: Dtype, init: str = 'flax') -> jax.Array:
+                      dtype: Dtype, init: str = 'flax', conv_impl: str = 'auto') -> jax.Array:
     """Head: 5x5 conv (pad 2, no bias) -> BN -> ReLU. Call inside a compact method.
 
-    It stays an ``nn.Conv`` under both conv_impls: with one input channel it is not grouped, so
-    XLA has no slow path to avoid here.
+    The conv follows ``conv_impl`` like the others: alone it is an ordinary one-channel conv, but
+    under the seed vmap (per-seed kernels, per-seed augmented inputs) ``nn.Conv`` becomes a grouped
+    convolution, XLA's slow path; 'shift'/'einsum' write it as patches times a matrix.
     """
-    x = nn.Conv(features, (5, 5), strides=strides, padding=((2, 2), (2, 2)), use_bias=False,
-                dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init(init),
-                name='head_conv')(x)
+    x = dense_conv(features, (5, 5), strides=strides, padding=((2, 2), (2, 2)),
+                   conv_impl=conv_impl, dtype=dtype, init=init, name='head_conv')(x)
     x = batch_norm(dtype, 'head_bn')(x, use_running_average=not train)
     return nn.relu(x)
 
@@ -161,7 +161,8 @@ class BCResNet(nn.Module):
                                  lam=self.norm_lambda, dtype=self.dtype)
 
         x = norm(x, 'input').astype(self.dtype)
-        x = conv_bn_relu_head(x, 2 * base, (2, 1), train, self.dtype, self.weight_init)
+        x = conv_bn_relu_head(x, 2 * base, (2, 1), train, self.dtype, self.weight_init,
+                              self.conv_impl)
         self.sow('intermediates', 'head_out', x)
         for idx, (width, blocks) in enumerate(zip(widths, self.STAGE_BLOCKS)):
             name = f'stage{idx + 1}'
@@ -219,7 +220,7 @@ class BCResNetMod(nn.Module):
 
         x = norm(x, 'input').astype(self.dtype)
         x = conv_bn_relu_head(x, 2 * base, tuple(self.head_stride), train, self.dtype,
-                              self.weight_init)
+                              self.weight_init, self.conv_impl)
         self.sow('intermediates', 'head_out', x)
         for idx, (width, blocks) in enumerate(zip(width_ratios(base), self.STAGE_BLOCKS)):
             name = f'stage{idx + 1}'

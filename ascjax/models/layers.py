@@ -149,9 +149,9 @@ class SubSpectralNorm(nn.Module):
 
 def _tap_windows(x: jax.Array, kernel_shape: tuple[int, ...], strides: tuple[int, int],
                  padding: Padding, dilation: tuple[int, int]) -> list[jax.Array]:
-    """The strided window of the padded input that each tap (i, j) of a depthwise kernel reads."""
-    kh, kw, one, _ = kernel_shape
-    assert one == 1, 'only one input channel per group'
+    """The strided window of the padded input that each tap (i, j) of a kernel reads, taps in
+    row-major order (the order of a Flax (kh, kw, ...) kernel's first two axes)."""
+    kh, kw = kernel_shape[:2]
     x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
     batch, height, width, channels = x.shape
     out_h = (height - dilation[0] * (kh - 1) - 1) // strides[0] + 1
@@ -193,6 +193,40 @@ def einsum_depthwise_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, i
     """``shifted_depthwise_conv`` as one einsum of the stacked windows with the (taps, C) kernel."""
     windows = jnp.stack(_tap_windows(x, kernel.shape, strides, padding, dilation))
     return jnp.einsum('tbhwc,tc->bhwc', windows, kernel.reshape(-1, kernel.shape[-1]))
+
+
+@functools.partial(jax.jit, static_argnames=('strides', 'padding'))
+def patch_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+               padding: Padding) -> jax.Array:
+    """A dense convolution as patches times a matrix: the (kh kw C_in) windows of every output
+    position, stacked on the channel axis, contracted with the kernel reshaped to (kh kw C_in,
+    C_out). One dot_general, so under the seed vmap (per-seed kernels and inputs) it becomes a
+    batched matmul, not the grouped convolution that ``lax.conv_general_dilated`` turns into.
+    """
+    windows = _tap_windows(x, kernel.shape, strides, padding, (1, 1))
+    patches = jnp.concatenate(windows, axis=-1)   # [B, H', W', kh kw C_in], tap-major
+    return jnp.dot(patches, kernel.reshape(-1, kernel.shape[-1]))
+
+
+class PatchConv(nn.Module):
+    """The 'shift'/'einsum' twin of a bias-free dense ``nn.Conv``: ``patch_conv``.
+
+    Same field names and the same ``kernel`` (kh, kw, C_in, C_out) parameter as ``nn.Conv``.
+    """
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: Padding = ((0, 0), (0, 0))
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param('kernel', self.kernel_init,
+                            (*self.kernel_size, x.shape[-1], self.features), self.param_dtype)
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        return patch_conv(x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding))
 
 
 class ShiftDepthwiseConv(nn.Module):
@@ -282,3 +316,17 @@ def pointwise_conv(features: int, *, use_bias: bool = False, conv_impl: str = 'a
                        name=name, **inits)
     return MatmulConv(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name,
                       **inits)
+
+
+def dense_conv(features: int, kernel_size: tuple[int, int], *, strides=(1, 1),
+               padding: Padding = ((0, 0), (0, 0)), conv_impl: str = 'auto', dtype=jnp.float32,
+               init: str = 'flax', name: str | None = None) -> nn.Module:
+    """A bias-free dense convolution: ``nn.Conv`` ('xla') or patches times a matrix ('shift',
+    'einsum'); same variables either way."""
+    if resolve_conv_impl(conv_impl) == 'xla':
+        return nn.Conv(features, kernel_size, strides=strides, padding=padding, use_bias=False,
+                       dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init(init),
+                       name=name)
+    return PatchConv(features, tuple(kernel_size), strides=tuple(strides), padding=padding,
+                     dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init(init),
+                     name=name)

@@ -253,7 +253,8 @@ def make_train_step(model, tx, config, schedule, state_shardings, mesh, batch_tr
     tests and benchmarks."""
     return step_lib.make_step(recipe_update(model, config, batch_transforms)(tx),
                               state_shardings, mesh, schedule,
-                              step_lib.with_spectrogram(features.from_config(config.data)))
+                              step_lib.with_spectrogram(features.from_config(config.data)),
+                              config.get('seeds_at_once', 0))
 
 
 def describe(config, builder, model) -> None:

@@ -125,7 +125,8 @@ def train(task: Task, config, workdir: str) -> Trained:
     state = init_or_restore(mngr, target, create)
     start = int(jax.device_get(state.step))
     train_step = step_lib.make_step(task.update(tx), shardings, mesh,
-                                    optim.schedule(config.train, steps_per_epoch), task.prepare)
+                                    optim.schedule(config.train, steps_per_epoch), task.prepare,
+                                    config.get('seeds_at_once', 0))
     progress = progress_lib.progress_logger(workdir, total_steps, start,
                                             config.train.log_every_steps)
     if start == 0:

@@ -1,7 +1,8 @@
-"""The jitted train and eval steps, vmapped over the seed axis, sharded over the ('data',) mesh.
+"""The jitted train and eval steps over the seed axis, sharded over the ('data',) mesh.
 
-`make_step` is the one step builder: it vmaps a task's per-seed update over the K models of the
-state and jits it with the batch sharded and the state replicated. `make_eval_step` does the same
+`make_step` is the one step builder: it runs a task's per-seed update over the K models of the
+state (vmapped, `seeds_at_once` at a time) and jits it with the batch sharded and the state
+replicated. `make_eval_step` does the same
 for a per-seed forward pass. What an update computes (loss, augmentation) is the task's business.
 """
 
@@ -35,13 +36,44 @@ def with_spectrogram(front_end: features.FrontEnd) -> Callable[[dict], dict]:
     return lambda batch: {**batch, 'spectrogram': spectrogram(batch, front_end)}
 
 
+def seeds_at_once(requested: int, num_seeds: int, backend: str | None = None) -> int:
+    """How many of the K seeds one vmap updates together (config.seeds_at_once; 0 = auto).
+
+    auto: all K on an accelerator, where one small model leaves the chip idle; one at a time on
+    CPU, where one seed's step already streams its activations through memory at full bandwidth
+    and K at once only make the working set K times larger (`make bench`, section seeds).
+    """
+    if requested < 0:
+        raise ValueError(f'--config.seeds_at_once={requested}: must be >= 0 (0 = auto)')
+    if requested == 0:
+        requested = 1 if (backend or jax.default_backend()) == 'cpu' else num_seeds
+    return min(requested, num_seeds)
+
+
+def over_seeds(update: Update, chunk: int | None = None) -> Update:
+    """`update` over the leading seed axis of (params, collections, opt_state, train_key), the
+    step and batch shared: vmapped over `chunk` seeds at a time (`seeds_at_once`), the chunks
+    (or single seeds) one after another in the same program."""
+    def per_seed(params, collections, opt_state, train_keys, step, batch):
+        k = train_keys.shape[0]
+        at_once = seeds_at_once(chunk or 0, k)
+        if at_once == k:
+            return jax.vmap(update, in_axes=(0, 0, 0, 0, None, None))(
+                params, collections, opt_state, train_keys, step, batch)
+        return jax.lax.map(lambda xs: update(*xs, step, batch),
+                           (params, collections, opt_state, train_keys),
+                           batch_size=at_once if at_once > 1 else None)
+    return per_seed
+
+
 def make_step(update: Update, state_shardings, mesh, schedule=None,
-              prepare: Callable[[dict], dict] | None = None):
+              prepare: Callable[[dict], dict] | None = None, seeds_at_once: int = 0):
     """state, batch -> state, metrics ([K] per seed, plus the learning rate if `schedule`).
 
-    `prepare` maps the batch once for all seeds (e.g. waveforms -> log-mels) before the vmap.
+    `prepare` maps the batch once for all seeds (e.g. waveforms -> log-mels) before the seeds'
+    updates; `seeds_at_once` is config.seeds_at_once (`over_seeds`).
     """
-    per_seed = jax.vmap(update, in_axes=(0, 0, 0, 0, None, None))
+    per_seed = over_seeds(update, seeds_at_once)
 
     def step(state: TrainState, batch: dict):
         if prepare is not None:

@@ -215,7 +215,8 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
         config.train.num_epochs = 300
     config.eval = ml_collections.ConfigDict({'batch_size': 64})
     config.seed = 0
-    config.num_seeds = 1               # K models trained at once (vmapped); std over seeds
+    config.num_seeds = 1               # K models trained at once; std over seeds
+    config.seeds_at_once = 0           # seeds vmapped together; 0: all on GPU/TPU, 1 on CPU
     # Device-translator augmentation (ascjax.augment.translate): with a translator workdir, device-A
     # training examples are replaced, with this probability, by their translation to a random
     # device that the translator was trained on.

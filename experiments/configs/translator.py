@@ -48,6 +48,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({'batch_size': 16})
     config.seed = 0
     config.num_seeds = 1
+    config.seeds_at_once = 0           # seeds vmapped together; 0: all on GPU/TPU, 1 on CPU
     if 'small' in options:
         config.model.features = 8
     if 'runlocal' in options:
