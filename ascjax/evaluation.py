@@ -109,7 +109,8 @@ def _paper_note(rows: dict[str, dict]) -> str:
 def table(rows: dict[str, dict], params: dict[str, int] | None = None,
           metric: str = 'accuracy') -> str:
     """The paper's table: Method | #Param | A | B | C | S1..S6 | Overall | Std. Dev, one row per
-    results dict; Std. Dev is the std over seeds of the overall figure. In the accuracy table a
+    results dict; Std. Dev is the std over seeds of the overall figure (a run of several seeds
+    shows mean ± std in every device cell too). In the accuracy table a
     run with paper numbers (results 'paper', 'dataset': see `write`) is followed by the paper's
     row and ours - paper per device, labelled not comparable unless the run was on TAU20 (the
     paper reports no log loss)."""
@@ -120,8 +121,10 @@ def table(rows: dict[str, dict], params: dict[str, int] | None = None,
     fmt = (lambda v: f'{v:.1f}') if metric == 'accuracy' else (lambda v: f'{v:.3f}')
     for method, r in rows.items():
         n = (params or {}).get(method)
+        cell = ((lambda c: f'{fmt(r[metric][c])} ± {fmt(r["std"][metric][c])}')
+                if r.get('seeds', 1) > 1 else (lambda c: fmt(r[metric][c])))
         lines.append(_row([method, f'{n / 1000:.1f}k' if n else '',
-                           *(fmt(r[metric][c]) if c in r[metric] else '' for c in columns),
+                           *(cell(c) if c in r[metric] else '' for c in columns),
                            fmt(r[metric]['overall']), fmt(r['std'][metric]['overall'])]))
         if metric == 'accuracy' and r.get('paper'):
             lines += _paper_rows(r, columns)
@@ -215,6 +218,32 @@ def load(workdir: str) -> tuple[str, dict, int | None]:
     return r.get('method') or os.path.basename(os.path.normpath(workdir)), r, r.get('params')
 
 
+SEEN, UNSEEN = ('A', 'B', 'C', 'S1', 'S2', 'S3'), ('S4', 'S5', 'S6')
+
+
+def seen_unseen(r: dict, metric: str = 'accuracy') -> dict[str, tuple[float, float]]:
+    """Mean over seen (A, B, C, S1-S3) and unseen (S4-S6) devices, per seed, then mean and std
+    over seeds: {'seen': (mean, std), 'unseen': (mean, std)} for the groups the run has."""
+    per_seed = r.get('per_seed', {}).get(metric) or {g: [v] for g, v in r[metric].items()}
+    out = {}
+    for name, group in (('seen', SEEN), ('unseen', UNSEEN)):
+        if all(d in per_seed for d in group):
+            values = np.mean([per_seed[d] for d in group], axis=0)
+            out[name] = (float(np.mean(values)), _std(list(values)))
+    return out
+
+
+def _group_lines(rows: dict[str, dict]) -> str:
+    lines = []
+    for method, r in rows.items():
+        groups = seen_unseen(r)
+        if groups:
+            lines.append(f'- {method} ({r.get("seeds", 1)} seed(s)): ' + ', '.join(
+                f'{name} {m:.1f} ± {sd:.1f}' for name, (m, sd) in groups.items()))
+    return ('Accuracy by device group (seen: A, B, C, S1-S3; unseen: S4-S6), mean ± std over '
+            'seeds\n\n' + '\n'.join(lines) + '\n') if lines else ''
+
+
 def compare(workdirs: list[str]) -> str:
     """Accuracy and log-loss tables of several workdirs, side by side in the paper's layout. Runs
     of the same row (e.g. the pruning and QAT phases) are told apart by their workdir's name."""
@@ -225,7 +254,7 @@ def compare(workdirs: list[str]) -> str:
             name = f'{name} ({os.path.basename(os.path.normpath(workdir))})'
         rows[name], params[name] = r, n
     return ('Accuracy (%)\n\n' + table(rows, params) + '\nLog loss\n\n'
-            + table(rows, params, 'log_loss'))
+            + table(rows, params, 'log_loss') + '\n' + _group_lines(rows))
 
 
 if __name__ == '__main__':

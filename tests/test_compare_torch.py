@@ -51,3 +51,10 @@ def test_equal_frameworks_lie_inside():
     runs = {fw: [_results(60.0 + s, 10.0) for s in range(3)] for fw in ('ascjax', 'torch')}
     overall = compare_torch.summarise(runs)['accuracy']['overall']
     assert overall['ascjax_inside_torch_ci95'] and overall['difference']['mean'] == 0.0
+
+
+def test_one_torch_seed_leaves_inside_undecided():
+    runs = {'ascjax': [_results(60.0, 10.0)], 'torch': [_results(70.0, 10.0)]}
+    overall = compare_torch.summarise(runs)['accuracy']['overall']
+    assert overall['ascjax_inside_torch_ci95'] is None
+    assert '**no**' not in compare_torch.markdown(compare_torch.summarise(runs), runs, 't')

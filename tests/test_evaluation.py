@@ -14,15 +14,22 @@ from experiments.configs import paper
 HEAD = '| Method | #Param | A | B | C | S1 | S2 | S3 | S4 | S5 | S6 | Overall | Std. Dev |'
 
 
-def _results(correct_per_device=(8, 7, 7, 7, 7, 8, 7, 7, 7), clips=10):
-    """Results of 10 clips per device A..S6, `correct_per_device[d]` of them right."""
-    labels = np.zeros(9 * clips, np.int64)
-    devices = np.repeat(np.arange(9), clips)
+def _labels_devices(clips=10):
+    return np.zeros(9 * clips, np.int64), np.repeat(np.arange(9), clips)
+
+
+def _device_logits(correct_per_device, clips=10):
+    """Logits of 10 clips per device A..S6 (true class 0), `correct_per_device[d]` of them right."""
     logits = np.zeros((9 * clips, 10))
     for d, right in enumerate(correct_per_device):
         logits[d * clips:d * clips + right, 0] = 5.0          # class 0, the true one
         logits[d * clips + right:(d + 1) * clips, 1] = 5.0
-    return evaluation.results(logits, labels, devices)
+    return logits
+
+
+def _results(correct_per_device=(8, 7, 7, 7, 7, 8, 7, 7, 7), clips=10):
+    """Results of 10 clips per device A..S6, `correct_per_device[d]` of them right."""
+    return evaluation.results(_device_logits(correct_per_device, clips), *_labels_devices(clips))
 
 
 def _with_paper(r, dataset, row='mod8_resnorm'):
@@ -104,3 +111,14 @@ def test_load_fills_older_results_from_config_and_compare_keeps_same_rows_apart(
     text = evaluation.compare([workdir, other])
     assert '| mod1_resnorm | 8.1k |' in text and '| mod1_resnorm (qat) | 8.1k |' in text
     assert text.count('| paper: BC-ResNet-Mod-1 + ResNorm') == 2
+
+
+def test_several_seeds_show_mean_and_std_per_device_and_seen_unseen_groups():
+    logits = np.stack([_device_logits((8, 7, 7, 7, 7, 8, 7, 7, 7)),
+                       _device_logits((6, 7, 7, 7, 7, 8, 5, 5, 5))])
+    r = evaluation.results(logits, *_labels_devices())
+    md = evaluation.table({'x': r})
+    assert f'| x |  | 70.0 ± {np.std([80, 60], ddof=1):.1f} | 70.0 ± 0.0 |' in md
+    groups = evaluation.seen_unseen(r)
+    np.testing.assert_allclose(groups['seen'][0], (44 / 6 * 10 + 42 / 6 * 10) / 2)
+    np.testing.assert_allclose(groups['unseen'], (60.0, np.std([70.0, 50.0], ddof=1)))

@@ -130,7 +130,10 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
                 diff, lo, hi = welch(row['ascjax']['values'], row['torch']['values'])
                 low, high = row['torch']['ci95']
                 row['difference'] = {'mean': diff, 'ci95': (lo, hi)}
-                row['ascjax_inside_torch_ci95'] = bool(low <= row['ascjax']['mean'] <= high)
+                # Undefined with one torch seed (no interval): None, shown as an empty cell.
+                row['ascjax_inside_torch_ci95'] = (
+                    bool(low <= row['ascjax']['mean'] <= high)
+                    if len(row['torch']['values']) > 1 else None)
             table[group] = row
         out[metric] = table
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 from ascjax import features
 from ascjax.train import mesh as mesh_lib
@@ -53,16 +54,20 @@ def seeds_at_once(requested: int, num_seeds: int, backend: str | None = None) ->
 def over_seeds(update: Update, chunk: int | None = None) -> Update:
     """`update` over the leading seed axis of (params, collections, opt_state, train_key), the
     step and batch shared: vmapped over `chunk` seeds at a time (`seeds_at_once`), the chunks
-    (or single seeds) one after another in the same program."""
+    one after another in the same program. The chunks are unrolled, not a `lax.map`: inside a
+    while loop XLA:CPU ran the same per-seed update 2.4x slower (Mod-1, 3-s clips, one core);
+    unrolled, K = 8 seeds one at a time cost what 8 single-seed steps do."""
+    vmapped = jax.vmap(update, in_axes=(0, 0, 0, 0, None, None))
+
     def per_seed(params, collections, opt_state, train_keys, step, batch):
+        seeded = (params, collections, opt_state, train_keys)
         k = train_keys.shape[0]
         at_once = seeds_at_once(chunk or 0, k)
         if at_once == k:
-            return jax.vmap(update, in_axes=(0, 0, 0, 0, None, None))(
-                params, collections, opt_state, train_keys, step, batch)
-        return jax.lax.map(lambda xs: update(*xs, step, batch),
-                           (params, collections, opt_state, train_keys),
-                           batch_size=at_once if at_once > 1 else None)
+            return vmapped(*seeded, step, batch)
+        parts = [vmapped(*jax.tree.map(lambda a, s=start: a[s:s + at_once], seeded), step, batch)
+                 for start in range(0, k, at_once)]
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
     return per_seed
 
 
