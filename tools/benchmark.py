@@ -35,6 +35,8 @@ from absl import app, flags
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
 flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'qat', 'compile', 'loop'],
                   'Sections to run (compile_child: internal, one compile measurement).')
+flags.DEFINE_list('train_batch_sizes', ['32'], 'In `models`, the train-step batch sizes (the '
+                  'first also gets the xla rows and B = 1 inference; tools/gpu_check.sh: 32,256).')
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
 flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
@@ -200,9 +202,11 @@ def bench_models(repeats: int):
     bt = _bench_torch()
     for tau in (1, 8):
         impls = ['shift', 'xla'] if tau == 1 else ['shift'] + (['xla'] if FLAGS.slow else [])
-        yield from _bench_model(tau, impls, repeats, bt)
-        if bt is not None:
-            bt.release()          # the generator's frame (models, closures) is gone by now
+        for i, batch in enumerate(int(b) for b in FLAGS.train_batch_sizes):
+            yield from _bench_model(tau, impls if i == 0 else ['shift'], repeats, bt, batch,
+                                    inference=i == 0)
+            if bt is not None:
+                bt.release()      # the generator's frame (models, closures) is gone by now
     if FLAGS.slow:          # single layers, per conv_impl (~1 minute on 2 CPU cores)
         yield from bench_layers(repeats)
 
@@ -240,11 +244,13 @@ def _jax_inference(model, variables, x1, audio, fe) -> dict:
     return fns
 
 
-def _bench_model(tau: int, impls: list[str], repeats: int, bt):
+def _bench_model(tau: int, impls: list[str], repeats: int, bt, batch: int = 32,
+                 inference: bool = True):
+    """Train steps at `batch` (the name says B when it is not 32), then (`inference`) B = 1."""
     import jax
     from ascjax import features, models
-    shape, batch = (256, 431, 1), 32
-    label = f'Mod-{tau}+ResNorm'
+    shape = (256, 431, 1)
+    label = f'Mod-{tau}+ResNorm' + ('' if batch == 32 else f' B={batch}')
     torch_shape = (shape[2], shape[0], shape[1])                  # C, F, T
     # Train steps: JAX per conv_impl, torch per setting and thread count; first calls (compiles),
     # then interleaved rounds.
@@ -318,6 +324,9 @@ def _bench_model(tau: int, impls: list[str], repeats: int, bt):
     del runs
     if bt is not None:
         bt.release()
+    if not inference:
+        return
+    label = f'Mod-{tau}+ResNorm'
 
     # B = 1 latency per 10-s clip, log-mel input (features excluded) and waveform input (included).
     fe, skip_features = features.FrontEnd(), None
@@ -659,6 +668,13 @@ def targets(records: list[dict]) -> list[dict]:
         add('seed-parallel K=8 all vmapped / K=1 aggregate clips/s',
             together['clips_per_s'] / one['clips_per_s'],
             1.0 if together.get('backend', 'cpu') == 'cpu' else 2.0)
+    for batch in (32, 256):   # issue #17: a 200-epoch Mod-8 TAU20 run (13,962 clips) <= 40 min
+        name = 'train step: Mod-8+ResNorm' + ('' if batch == 32 else f' B={batch}')
+        r = _find(records, f'{name} conv_impl=shift')
+        if r:
+            add(f'200 epochs of TAU20 at B={batch}, Mod-8 step alone (min; the pipeline not '
+                f'included)', 200 * 13_962 / batch * r['median_s'] / 60, 40.0,
+                higher_is_better=False)
     looped = _find(records, 'training loop: Mod-1+ResNorm demo, python -m ascjax.train code path')
     if looped:   # issue #17: the loop adds < 10% to the bare step
         add('training loop s/step / bare step s/step', looped['vs_bare_step'], 1.1,

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The GPU check, on a device machine (JAX image with PyTorch, without TensorFlow): the benchmark
-# sections that need no TF -- train step / B = 1 latency per conv_impl with the PyTorch reference
-# interleaved (torch on CUDA: NCHW, channels_last, torch.compile), single layers, seed-parallel,
+# sections that need no TF -- train steps at B = 32 and 256 and B = 1 latency per conv_impl, the
+# PyTorch reference interleaved (torch on CUDA: NCHW, channels_last, torch.compile), single layers, seed-parallel,
 # compile time (fresh processes: cold, then warm persistent cache), translator cost -- written
 # to $OUT/gpu_results.json after every record, so a run cut off keeps what it measured.
 #
@@ -19,5 +19,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' \
   || echo 'torch missing: JAX records only'
 timeout "${1:-420}" python3 tools/benchmark.py --only=models,seeds,compile,translator --slow \
+  --train_batch_sizes=32,256 \
   --repeats=20 --out="$OUT/gpu_results.json"
 echo "exit $?"
