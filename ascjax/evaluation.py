@@ -121,8 +121,8 @@ def table(rows: dict[str, dict], params: dict[str, int] | None = None,
     fmt = (lambda v: f'{v:.1f}') if metric == 'accuracy' else (lambda v: f'{v:.3f}')
     for method, r in rows.items():
         n = (params or {}).get(method)
-        cell = ((lambda c: f'{fmt(r[metric][c])} ± {fmt(r["std"][metric][c])}')
-                if r.get('seeds', 1) > 1 else (lambda c: fmt(r[metric][c])))
+        stds = r.get('std', {}).get(metric, {}) if r.get('seeds', 1) > 1 else {}
+        cell = lambda c: fmt(r[metric][c]) + (f' ± {fmt(stds[c])}' if c in stds else '')
         lines.append(_row([method, f'{n / 1000:.1f}k' if n else '',
                            *(cell(c) if c in r[metric] else '' for c in columns),
                            fmt(r[metric]['overall']), fmt(r['std'][metric]['overall'])]))

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from ascjax.models.bcresnet import BCResBlock, BCResNet, BCResNetMod, BCResStage
-from ascjax.models.layers import (CONV_IMPLS, INITS, MatmulConv, ShiftDepthwiseConv, SubSpectralNorm,
-                                  batch_norm, depthwise_conv, pointwise_conv, resolve_conv_impl)
+from ascjax.models.layers import (CONV_IMPLS, INITS, MatmulConv, PatchConv, ShiftDepthwiseConv,
+                                  SubSpectralNorm, batch_norm, dense_conv, depthwise_conv,
+                                  pointwise_conv, resolve_conv_impl)
 from ascjax.models.norms import (NORMS, POSITIONS, RESNORM_POSITIONS, FeatureNorm,
                                  global_freq_stats, with_global_freq_stats)
 
@@ -38,7 +39,8 @@ def from_config(model_config) -> nn.Module:
 __all__ = [
     'BCResBlock', 'BCResNet', 'BCResNetMod', 'BCResStage', 'CONV_IMPLS', 'FeatureNorm', 'INITS',
     'MODELS',
-    'MatmulConv', 'NORMS', 'POSITIONS', 'RESNORM_POSITIONS', 'ShiftDepthwiseConv',
-    'SubSpectralNorm', 'batch_norm', 'create_model', 'from_config', 'depthwise_conv', 'global_freq_stats',
+    'MatmulConv', 'NORMS', 'POSITIONS', 'PatchConv', 'RESNORM_POSITIONS', 'ShiftDepthwiseConv',
+    'SubSpectralNorm', 'batch_norm', 'create_model', 'dense_conv', 'from_config', 'depthwise_conv',
+    'global_freq_stats',
     'pointwise_conv', 'resolve_conv_impl', 'with_global_freq_stats',
 ]

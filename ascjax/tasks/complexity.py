@@ -75,7 +75,7 @@ def layer_macs(model: nn.Module, shape: tuple[int, ...]) -> list[dict]:
             return out
         params = module.variables.get('params', {})
         if 'kernel' in params and isinstance(module, (nn.Conv, models.ShiftDepthwiseConv,
-                                                      models.MatmulConv)):
+                                                      models.MatmulConv, models.PatchConv)):
             spatial = math.prod(out.shape[1:-1])
             layers.append({'layer': '/'.join(module.path), 'kind': 'conv',
                            'kernel': list(params['kernel'].shape), 'output': list(out.shape),
