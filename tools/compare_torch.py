@@ -31,9 +31,10 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ascjax.evaluation import SEEN, UNSEEN  # noqa: E402  (the device groups of the tables)
+
 FRAMEWORKS = ('ascjax', 'torch')
-SEEN, UNSEEN = ('A', 'B', 'C', 'S1', 'S2', 'S3'), ('S4', 'S5', 'S6')
-GROUPS = ('A', 'B', 'C', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'seen', 'unseen', 'overall')
+GROUPS = (*SEEN, *UNSEEN, 'seen', 'unseen', 'overall')
 
 
 def seed_config(config, seed: int):
