@@ -3,7 +3,10 @@
 # one framework, one paper row, seeds 0..SEEDS-1, pinned to one core so the other framework can
 # run beside it on the second.
 #
-#     experiments/torch_parity.sh FRAMEWORK ROW [SEEDS] [CORE]      # FRAMEWORK: ascjax | torch
+#     experiments/torch_parity.sh FRAMEWORK ROW [SEEDS] [CORE] [--config.KEY=VALUE ...]
+#
+# FRAMEWORK: ascjax | torch; arguments after CORE go to tools/compare_torch.py (they override the
+# recipe below; the 64-mel comparison passes --config.data.front_end.n_mels=64).
 #
 # Results go to experiments/results/torch_parity_v2/ROW/FRAMEWORK/seed{s} (results.json and
 # results_step*.json are tracked, checkpoints are not), and compare.{json,md} of that folder are
@@ -14,6 +17,7 @@ FW=$1
 ROW=$2
 SEEDS=${3:-3}
 CORE=${4:-0}
+shift $(( $# < 4 ? $# : 4 ))
 EPOCHS=${EPOCHS:-60}
 OUT=${OUT:-experiments/results/torch_parity_v2/$ROW}
 exec taskset -c "$CORE" ${PYTHON:-python} tools/compare_torch.py \
@@ -22,4 +26,4 @@ exec taskset -c "$CORE" ${PYTHON:-python} tools/compare_torch.py \
     --config.data.preset=full --config.data.clip_seconds=3 --config.train.batch_size=32 \
     --config.train.num_epochs="$EPOCHS" --config.train.warmup_epochs=2 \
     --config.train.augment.freq_masks=0 --config.train.augment.time_masks=0 \
-    --config.eval.batch_size=100
+    --config.eval.batch_size=100 "$@"
