@@ -206,7 +206,7 @@ def main(argv):
         raise app.UsageError(f'--frameworks: unknown {sorted(unknown)}; choose from {FRAMEWORKS}')
     os.makedirs(out, exist_ok=True)
     eval_step = eval_step_of(config, _EVAL_FRACTION.value)
-    for seed in range(_SEEDS.value):
+    for seed in range(_FIRST_SEED.value, _SEEDS.value):
         for fw in frameworks:
             workdir = os.path.join(out, fw, f'seed{seed}')
             if os.path.exists(os.path.join(workdir, 'results.json')):
@@ -228,6 +228,9 @@ if __name__ == '__main__':
     _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:row].',
                                               lock_config=True)
     _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per framework (config.seed = 0..N-1).')
+    _FIRST_SEED = flags.DEFINE_integer(
+        'first_seed', 0, 'Train seeds first_seed..seeds-1 only (a second process on other cores '
+        'takes the last seeds; the summary uses every finished seed).')
     _OUT = flags.DEFINE_string('out', None, 'Output folder.', required=True)
     _FRAMEWORKS = flags.DEFINE_list('frameworks', list(FRAMEWORKS),
                                     'Which frameworks to train (the summary uses all finished).')
