@@ -58,3 +58,21 @@ def test_one_torch_seed_leaves_inside_undecided():
     overall = compare_torch.summarise(runs)['accuracy']['overall']
     assert overall['ascjax_inside_torch_ci95'] is None
     assert '**no**' not in compare_torch.markdown(compare_torch.summarise(runs), runs, 't')
+
+
+def test_training_loss_tail_reads_both_frameworks_logs_and_keeps_it(tmp_path):
+    """The last 20% of 100 steps: ascjax's logged steps 81..100, every torch step 81..100."""
+    ascjax, torch = tmp_path / 'ascjax' / 'seed0', tmp_path / 'torch' / 'seed0'
+    for run in (ascjax, torch):
+        run.mkdir(parents=True)
+        (run / 'results.json').write_text(json.dumps(_results(60.0, 10.0)))
+    (ascjax / 'train_metrics.jsonl').write_text(''.join(
+        json.dumps({'step': s, 'loss': [2.0 if s <= 80 else 1.0]}) + '\n'
+        for s in range(10, 101, 10)))
+    (torch / 'train_losses.json').write_text(json.dumps([2.0] * 80 + [1.5] * 20))
+    loss = compare_torch.write_summary(str(tmp_path), 'mod1')['train_loss_tail']
+    assert loss['ascjax']['values'] == [1.0] and loss['torch']['values'] == [1.5]
+    assert loss['difference']['mean'] == pytest.approx(-0.5)
+    (ascjax / 'train_metrics.jsonl').unlink()   # the logs are not tracked: the kept tail is read
+    assert compare_torch.train_loss_tail(str(ascjax), 'ascjax') == 1.0
+    assert 'training loss, last 20%' in (tmp_path / 'compare.md').read_text()

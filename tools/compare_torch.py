@@ -35,6 +35,7 @@ from ascjax.evaluation import SEEN, UNSEEN  # noqa: E402  (the device groups of 
 
 FRAMEWORKS = ('ascjax', 'torch')
 GROUPS = (*SEEN, *UNSEEN, 'seen', 'unseen', 'overall')
+TAIL = 0.2      # the training-loss comparison: the last 20% of the steps
 
 
 def seed_config(config, seed: int):
@@ -172,6 +173,52 @@ def finished(out: str, framework: str, prefix: str = 'results.json') -> list[dic
     return results
 
 
+def train_loss_tail(workdir: str, framework: str, fraction: float = TAIL) -> float | None:
+    """Mean training loss over the last `fraction` of a finished run's steps: ascjax's logged
+    steps (train_metrics.jsonl, one batch every log_every_steps), every step of torch's
+    (train_losses.json). Kept in train_loss_tail.json, which is tracked (the logs are not)."""
+    cache = os.path.join(workdir, 'train_loss_tail.json')
+    if os.path.exists(cache):
+        with open(cache) as f:
+            return json.load(f)['mean']
+    if framework == 'ascjax':
+        path = os.path.join(workdir, 'train_metrics.jsonl')
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            logged = {d['step']: float(np.mean(d['loss'])) for d in map(json.loads, f)}
+    else:
+        path = os.path.join(workdir, 'train_losses.json')
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            logged = dict(enumerate(json.load(f), start=1))
+    total = max(logged)
+    tail = [v for step, v in logged.items() if step > (1 - fraction) * total]
+    mean = float(np.mean(tail))
+    with open(cache, 'w') as f:
+        json.dump({'mean': mean, 'fraction': fraction, 'steps': total, 'points': len(tail)}, f)
+    return mean
+
+
+def train_loss_summary(out: str) -> dict:
+    """Per framework: the tail training loss of each finished seed, mean +- std; the difference."""
+    row = {}
+    for fw in FRAMEWORKS:
+        root = os.path.join(out, fw)
+        seeds = sorted(os.listdir(root)) if os.path.isdir(root) else []
+        done = [os.path.join(root, d) for d in seeds
+                if os.path.exists(os.path.join(root, d, 'results.json'))]
+        values = [v for v in (train_loss_tail(w, fw) for w in done) if v is not None]
+        if values:
+            row[fw] = {'mean': float(np.mean(values)), 'values': values,
+                       'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+    if all(fw in row for fw in FRAMEWORKS):
+        diff, lo, hi = welch(row['ascjax']['values'], row['torch']['values'])
+        row['difference'] = {'mean': diff, 'ci95': (lo, hi)}
+    return row
+
+
 def write_summary(out: str, row: str) -> dict:
     runs = {fw: finished(out, fw) for fw in FRAMEWORKS}
     runs = {fw: r for fw, r in runs.items() if r}
@@ -183,12 +230,21 @@ def write_summary(out: str, row: str) -> dict:
     partial = {fw: r for fw, r in partial.items() if r}
     if partial:
         summary['at_eval_fraction'] = summarise(partial)
+    loss = summary['train_loss_tail'] = train_loss_summary(out)
     with open(os.path.join(out, 'compare.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     text = markdown(summary['final'], runs, f'{row}: ascjax vs PyTorch (final)')
     if partial:
         text += '\n' + markdown(summary['at_eval_fraction'], partial,
                                 f'{row}: at the intermediate step (convergence check)')
+    if loss:
+        text += (f'\n## training loss, last {TAIL:.0%} of the steps (mean over seeds)\n\n'
+                 '| ascjax | torch | ascjax - torch [95% CI] |\n|---|---|---|\n| ' +
+                 ' | '.join(f'{loss[fw]["mean"]:.3f} ± {loss[fw]["std"]:.3f}' if fw in loss
+                            else '' for fw in FRAMEWORKS) + ' | ' +
+                 ('{:.3f} [{:.3f}, {:.3f}]'.format(loss['difference']['mean'],
+                                                  *loss['difference']['ci95'])
+                  if 'difference' in loss else '') + ' |\n')
     with open(os.path.join(out, 'compare.md'), 'w') as f:
         f.write(text)
     return summary
