@@ -6,6 +6,10 @@
 # to $OUT/gpu_results.json after every record, so a run cut off keeps what it measured.
 #
 #   tools/gpu_check.sh [SECONDS]      (run from the repo root; wheels in .whl/ are installed first)
+#
+# Without a GPU (no nvidia-smi, or GPU_CHECK_QUICK=1) it runs the same sections with CPU settings
+# that fit minutes, not hours: train batch 8 only, 2 repeats, 5 latency runs, no torch.compile and
+# no grouped-conv slow path (tests/test_benchmark.py runs it so; the GPU settings stay untouched).
 set -u
 OUT=${OUT:-bench}
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -18,7 +22,13 @@ export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-.45}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' \
   || echo 'torch missing: JAX records only'
-timeout "${1:-420}" python3 tools/benchmark.py --only=models,seeds,compile,translator --slow \
-  --train_batch_sizes=32,256 \
-  --repeats=20 --out="$OUT/gpu_results.json"
+if [ "${GPU_CHECK_QUICK:-0}" = 1 ] || ! nvidia-smi >/dev/null 2>&1; then
+  echo 'no GPU: CPU settings (batch 8, 2 repeats, no torch.compile)'
+  SETTINGS="--train_batch_sizes=8 --repeats=2 --latency_runs=5 --notorch_compile"
+else
+  SETTINGS="--slow --train_batch_sizes=32,256 --repeats=20"
+fi
+# shellcheck disable=SC2086
+timeout "${1:-420}" python3 tools/benchmark.py --only=models,seeds,compile,translator $SETTINGS \
+  --out="$OUT/gpu_results.json"
 echo "exit $?"
