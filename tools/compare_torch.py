@@ -173,6 +173,14 @@ def finished(out: str, framework: str, prefix: str = 'results.json') -> list[dic
     return results
 
 
+def finished_dirs(out: str, framework: str) -> list[str]:
+    """The workdirs of `framework`'s finished seeds (those with a results.json)."""
+    root = os.path.join(out, framework)
+    seeds = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    return [os.path.join(root, d) for d in seeds
+            if os.path.exists(os.path.join(root, d, 'results.json'))]
+
+
 def train_loss_tail(workdir: str, framework: str, fraction: float = TAIL) -> float | None:
     """Mean training loss over the last `fraction` of a finished run's steps: ascjax's logged
     steps (train_metrics.jsonl, one batch every log_every_steps), every step of torch's
@@ -205,10 +213,7 @@ def train_loss_summary(out: str) -> dict:
     """Per framework: the tail training loss of each finished seed, mean +- std; the difference."""
     row = {}
     for fw in FRAMEWORKS:
-        root = os.path.join(out, fw)
-        seeds = sorted(os.listdir(root)) if os.path.isdir(root) else []
-        done = [os.path.join(root, d) for d in seeds
-                if os.path.exists(os.path.join(root, d, 'results.json'))]
+        done = finished_dirs(out, fw)
         values = [v for v in (train_loss_tail(w, fw) for w in done) if v is not None]
         if values:
             row[fw] = {'mean': float(np.mean(values)), 'values': values,
@@ -217,6 +222,19 @@ def train_loss_summary(out: str) -> dict:
         diff, lo, hi = welch(row['ascjax']['values'], row['torch']['values'])
         row['difference'] = {'mean': diff, 'ci95': (lo, hi)}
     return row
+
+
+def loss_markdown(loss: dict) -> str:
+    cells = [f'{loss[fw]["mean"]:.3f} ± {loss[fw]["std"]:.3f}' if fw in loss else ''
+             for fw in FRAMEWORKS]
+    if 'difference' in loss:
+        d = loss['difference']
+        cells.append(f'{d["mean"]:.3f} [{d["ci95"][0]:.3f}, {d["ci95"][1]:.3f}]')
+    else:
+        cells.append('')
+    return (f'\n## training loss, last {TAIL:.0%} of the steps (mean over seeds)\n\n'
+            '| ascjax | torch | ascjax - torch [95% CI] |\n|---|---|---|\n'
+            f'| {" | ".join(cells)} |\n')
 
 
 def write_summary(out: str, row: str) -> dict:
@@ -238,13 +256,7 @@ def write_summary(out: str, row: str) -> dict:
         text += '\n' + markdown(summary['at_eval_fraction'], partial,
                                 f'{row}: at the intermediate step (convergence check)')
     if loss:
-        text += (f'\n## training loss, last {TAIL:.0%} of the steps (mean over seeds)\n\n'
-                 '| ascjax | torch | ascjax - torch [95% CI] |\n|---|---|---|\n| ' +
-                 ' | '.join(f'{loss[fw]["mean"]:.3f} ± {loss[fw]["std"]:.3f}' if fw in loss
-                            else '' for fw in FRAMEWORKS) + ' | ' +
-                 ('{:.3f} [{:.3f}, {:.3f}]'.format(loss['difference']['mean'],
-                                                  *loss['difference']['ci95'])
-                  if 'difference' in loss else '') + ' |\n')
+        text += loss_markdown(loss)
     with open(os.path.join(out, 'compare.md'), 'w') as f:
         f.write(text)
     return summary
