@@ -146,12 +146,16 @@ def to_nchw(spectrogram: np.ndarray) -> torch.Tensor:
 
 
 def train_step(model, opt, scheduler, batch: dict, cfg, num_classes: int, draws: dict) -> float:
-    """One SGD update on `batch` (numpy, from the pipeline); returns the loss."""
+    """One SGD update on `batch` (numpy, from the pipeline); returns the loss.
+
+    Runs in the model's dtype (float32 for training; the parity test runs a float64 copy).
+    """
     model.train()
-    x = to_nchw(batch['spectrogram'])
+    dtype = next(model.parameters()).dtype
+    x = to_nchw(batch['spectrogram']).to(dtype)
     labels = torch.as_tensor(np.asarray(batch['label']), dtype=torch.long)
     eps = cfg.label_smoothing
-    targets = F.one_hot(labels, num_classes).float() * (1 - eps) + eps / num_classes
+    targets = F.one_hot(labels, num_classes).to(dtype) * (1 - eps) + eps / num_classes
     x, targets = augment(x, targets, draws)
     loss = F.cross_entropy(model(x), targets)
     opt.zero_grad(set_to_none=True)
