@@ -44,7 +44,11 @@ def test_summary_flags_a_framework_outside_the_other_interval(tmp_path):
     lo, hi = overall['difference']['ci95']
     assert lo < -10.0 < hi < 0.0
     assert overall['ascjax_inside_torch_ci95'] is False
-    assert '**no**' in (tmp_path / 'compare.md').read_text()
+    text = (tmp_path / 'compare.md').read_text()
+    assert '**no**' in text
+    # Level 51 (seed1): seen = level, unseen = level - 10, overall = level - 10/3.
+    assert '| seed1 | ascjax | 51.0 | 41.0 | 47.7 | 1.000 |' in text
+    assert text.index('| seed0 | torch |') < text.index('| seed1 | ascjax |')
 
 
 def test_equal_frameworks_lie_inside():

@@ -237,6 +237,23 @@ def loss_markdown(loss: dict) -> str:
             f'| {" | ".join(cells)} |\n')
 
 
+def per_seed_markdown(out: str) -> str:
+    """One line per finished seed and framework: seen, unseen and overall accuracy, log loss."""
+    rows = []
+    for fw in FRAMEWORKS:
+        for workdir in finished_dirs(out, fw):
+            with open(os.path.join(workdir, 'results.json')) as f:
+                results = json.load(f)
+            acc, loss = group_values(results, 'accuracy'), group_values(results, 'log_loss')
+            seed = os.path.basename(workdir)
+            rows.append((int(seed.removeprefix('seed')), fw,
+                         f'| {seed} | {fw} | {acc["seen"]:.1f} | {acc["unseen"]:.1f} | '
+                         f'{acc["overall"]:.1f} | {loss["overall"]:.3f} |'))
+    return '\n'.join(['\n## per seed (final)\n',
+                      '| seed | framework | seen | unseen | overall | log loss |',
+                      '|---|---|---|---|---|---|'] + [line for *_, line in sorted(rows)]) + '\n'
+
+
 def write_summary(out: str, row: str) -> dict:
     runs = {fw: finished(out, fw) for fw in FRAMEWORKS}
     runs = {fw: r for fw, r in runs.items() if r}
@@ -257,6 +274,7 @@ def write_summary(out: str, row: str) -> dict:
                                 f'{row}: at the intermediate step (convergence check)')
     if loss:
         text += loss_markdown(loss)
+    text += per_seed_markdown(out)
     with open(os.path.join(out, 'compare.md'), 'w') as f:
         f.write(text)
     return summary
