@@ -3,6 +3,7 @@ exports trained runs; these pin the numerics on a freshly initialised Mod-1)."""
 
 import jax
 import numpy as np
+import pytest
 
 from ascjax import models
 from ascjax.compress import qat
@@ -27,6 +28,7 @@ def _exported(cfg):
     return ours, export.run_tflite(flatbuffer, np.asarray(x)), flatbuffer
 
 
+@pytest.mark.slow   # ~120 s; the int8-activation export stays in the default suite
 def test_int8_weights_export_exactly():
     """Weight-only int8: the same int8 kernels on both sides, so only float rounding differs.
     (With qwix's own [-127.5, 127.5] grid, each channel's largest negative weight was -128 in the

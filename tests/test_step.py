@@ -13,6 +13,7 @@ from ascjax.train import state as state_lib
 from tests import tiny_config
 
 
+@pytest.mark.slow   # ~80 s; tests/test_models.py keeps the bf16 forward in the default suite
 def test_bfloat16_compute_keeps_float32_state_and_loss():
     config = tiny_config.get_config('mod1_resnorm')
     config.model.dtype = 'bfloat16'
@@ -50,7 +51,8 @@ def _seed_parallel_setup(config, num_seeds: int):
     return state, step, batch
 
 
-@pytest.mark.parametrize('at_once', [4, 1])
+# at_once 1 (seeds one after another, ~150 s) is the slow variant: its program has no vmapped conv.
+@pytest.mark.parametrize('at_once', [4, pytest.param(1, marks=pytest.mark.slow)])
 def test_seed_parallel_step_has_no_grouped_convolutions_and_equals_single_seed_steps(at_once):
     """K = 4 seeds in one step (per-seed weights, per-seed mixup/roll/dropout draws), vmapped
     together (at_once 4, the accelerator default) or one after another (1, the CPU default):

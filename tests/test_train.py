@@ -117,6 +117,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow   # ~150 s; test_two_fake_devices_equal_one keeps the sharded step in the default suite
 def test_two_processes_equal_one(two_devices, tau_dir, data_dir, tmp_path):
     """Two hosts (processes) with one CPU device each train like one process with two devices."""
     port = _free_port()

@@ -115,6 +115,7 @@ def test_translator_learns_the_device_responses(trained):
     assert info['devices'] == ['b', 'c', 's1', 's2', 's3'] and info['train_pairs'] == 50
 
 
+@pytest.mark.slow   # ~170 s: a classifier training with translator augmentation (make test-slow)
 def test_classifier_trains_with_translated_examples(trained, tiny_synthetic, tmp_path):
     workdir, _, data_dir = trained
     cmd = [sys.executable, '-m', 'ascjax.train', '--config=tests/tiny_config.py:mod1_resnorm',
