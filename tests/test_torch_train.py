@@ -29,7 +29,7 @@ import optax
 import pytest
 from flax import traverse_util
 
-from ascjax import models
+from ascjax import features, models
 from ascjax.models import convert
 from ascjax.augment import spec as augment
 from ascjax.tasks import classifier
@@ -164,3 +164,34 @@ def test_twenty_updates_match_pytorch(augmented):
     assert max(loss_errors) <= RTOL, loss_errors
     assert worst[1] <= RTOL, worst
     assert scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)   # the cosine ran out
+
+
+def test_torch_trainer_can_start_from_ascjax():
+    """`start='ascjax'` (compare_torch --torch_start=ascjax): the torch model holds the initial
+    weights ascjax's run of that seed starts from (same eval logits), and the torch trainer's draws
+    are the ones ascjax's train step makes from that seed's train key."""
+    config = paper.get_config('mod1_resnorm')
+    config.seed = 3
+    config.data.front_end.n_mels, config.data.clip_seconds = 32, 1.0
+    shape = features.input_shape(config.data)
+    flax_model = models.from_config(config.model)
+    state = state_lib.create(flax_model, optax.identity(), shape, config.seed, 1,
+                             mesh_lib.data_mesh())
+    torch_model = ref_model.from_config(config.model)
+    ref_train.load_ascjax_init(torch_model, config)
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    want = flax_model.apply(state_lib.seed_slice(state, 0), x, train=False)
+    with torch.no_grad():
+        got = torch_model.eval()(ref_train.to_nchw(x)).numpy()
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-5)
+
+    cfg = config.train.augment
+    cfg.update(mixup_alpha=0.3, time_roll=10, freq_masks=1, time_masks=1)
+    draws = ref_train.ascjax_draws(config.seed)
+    for step in (0, 7):
+        want = jax.device_get(augment.draws(augment.step_keys(state.train_keys[0], step), cfg,
+                                            (8, *shape)))
+        got = draws(step, cfg, (8, *shape))
+        assert sorted(got) == sorted(want) == ['freq_mask', 'mixup', 'time_mask', 'time_roll']
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(a, b)

@@ -11,7 +11,8 @@ can share the cores and one DIR. Every invocation rewrites DIR/compare.json and 
 from the runs finished so far: per device, seen (A, B, C, S1-S3), unseen (S4-S6) and overall
 accuracy and log loss, mean +- std over seeds per framework, the difference ascjax - torch with
 its 95% (Welch) interval, and whether ascjax's mean lies inside PyTorch's own 95% interval.
-`--eval_fraction` also evaluates both at that fraction of the steps (convergence check: the
+`--torch_start=ascjax` trains the torch side from ascjax's initial weights and augmentation
+draws of each seed (put those runs in their own DIR). `--eval_fraction` also evaluates both at that fraction of the steps (convergence check: the
 change over the last steps against the seed std).
 
 torch is a test/bench extra: pip install -e '.[test]'  (or pip install torch==2.13.0).
@@ -69,7 +70,8 @@ def run_ascjax(config, workdir: str, eval_step: int | None) -> None:
             json.dump({**r, 'step': eval_step}, f, indent=2)
 
 
-def run_torch(config, workdir: str, eval_step: int | None, threads: int) -> None:
+def run_torch(config, workdir: str, eval_step: int | None, threads: int,
+              start: str = 'torch') -> None:
     try:
         import torch
     except ImportError:
@@ -77,7 +79,8 @@ def run_torch(config, workdir: str, eval_step: int | None, threads: int) -> None
                  "pip install -e '.[test]'  (or: pip install torch==2.13.0, the CPU build)")
     from ascjax.torch_reference import train as torch_train
     torch.set_num_threads(threads)
-    torch_train.train_and_evaluate(config, workdir, eval_steps=(eval_step,) if eval_step else ())
+    torch_train.train_and_evaluate(config, workdir, eval_steps=(eval_step,) if eval_step else (),
+                                   start=start)
 
 
 # --- statistics --------------------------------------------------------------------------------
@@ -303,7 +306,7 @@ def main(argv):
             if fw == 'ascjax':
                 run_ascjax(cfg, workdir, eval_step)
             else:
-                run_torch(cfg, workdir, eval_step, _THREADS.value)
+                run_torch(cfg, workdir, eval_step, _THREADS.value, _TORCH_START.value)
             write_summary(out, config.get('row', config.model.name))
     summary = write_summary(out, config.get('row', config.model.name))
     if summary:
@@ -323,5 +326,10 @@ if __name__ == '__main__':
     _EVAL_FRACTION = flags.DEFINE_float('eval_fraction', 0.8,
                                         'Also evaluate at this fraction of the steps (0: off).')
     _THREADS = flags.DEFINE_integer('torch_threads', 2, 'torch.set_num_threads.')
+    _TORCH_START = flags.DEFINE_enum(
+        'torch_start', 'torch', ['torch', 'ascjax'],
+        "torch: PyTorch's own initialisation and draws; ascjax: the torch trainer starts from "
+        "ascjax's initial weights for each seed and applies ascjax's augmentation draws (only "
+        'the dropout masks stay torch\'s), which takes the generators out of the comparison.')
     flags.mark_flag_as_required('config')
     app.run(main)

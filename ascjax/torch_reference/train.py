@@ -12,6 +12,9 @@ targets; torch's default initialisation and BatchNorm2d; evaluation through `asc
 Random draws come from a `Draws` callable `(step, cfg, shape) -> dict`: by default this
 framework's own (NumPy, seeded by (seed, step)); the step-parity test passes ascjax's draws
 instead (`ascjax.augment.spec.draws`), so that both frameworks augment one batch identically.
+`start='ascjax'` trains from ascjax's start for config.seed: its initial weights (converted) and
+its augmentation draws at every step (`ascjax_draws`); only the dropout masks stay torch's. That
+takes the random generators out of a comparison of the two frameworks' training.
 """
 
 from __future__ import annotations
@@ -87,6 +90,45 @@ def numpy_draws(seed: int) -> Draws:
                             rng.permutation(batch))
         return out
     return draws
+
+
+def ascjax_draws(seed: int) -> Draws:
+    """ascjax's augmentation draws for `seed`, as its train step makes them: the step keys of
+    the seed's train key (`state.seed_keys`, folded as in `state.create`)."""
+    import jax
+    from ascjax.augment import spec
+    from ascjax.train import state as state_lib
+    train_key = jax.random.fold_in(state_lib.seed_keys(seed, 1)[0], 1)
+
+    def draws(step: int, cfg, shape: tuple) -> dict:
+        return jax.device_get(spec.draws(spec.step_keys(train_key, step), cfg, shape))
+    return draws
+
+
+# The model fields that decide the variables' shapes (what the converter's plan needs).
+_SHAPE_FIELDS = ('tau', 'num_classes', 'sub_bands', 'norm', 'norm_positions', 'norm_lambda',
+                 'classifier_bn')
+
+
+def load_ascjax_init(model: torch.nn.Module, config) -> None:
+    """Loads ascjax's initial variables for config.seed (those `ascjax.train` starts from) into
+    the torch model, through the converter."""
+    from ascjax import features, run as run_lib
+    from ascjax.models import convert
+    from ascjax.train import mesh as mesh_lib, state as state_lib
+    import optax
+    flax_model, inputs = run_lib.build_model(config)
+    state = state_lib.create(flax_model, optax.identity(), features.input_shape(config.data),
+                             config.seed, 1, mesh_lib.data_mesh(), inputs)
+    fields = {k: (tuple(v) if isinstance(v, list) else v)
+              for k, v in dict(config.model).items() if k in _SHAPE_FIELDS}
+    tensors = convert.flax_to_torch(state_lib.seed_slice(state, 0), config.model.name, **fields)
+    missing, unexpected = model.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, strict=False)
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+    if missing or unexpected:
+        raise RuntimeError(f'ascjax init does not fit the torch model: missing {missing}, '
+                           f'unexpected {unexpected}')
 
 
 def _time_roll(x: torch.Tensor, shifts) -> torch.Tensor:
@@ -241,10 +283,19 @@ def fit(model, config, train_source, *, draws: Draws | None = None, on_step=None
     return losses
 
 
-def train_and_evaluate(config, workdir: str, *, eval_steps: tuple[int, ...] = ()) -> dict:
+STARTS = ('torch', 'ascjax')
+
+
+def train_and_evaluate(config, workdir: str, *, eval_steps: tuple[int, ...] = (),
+                       start: str = 'torch') -> dict:
     """Trains config's model in PyTorch and evaluates it on the test split, like
     `ascjax.tasks.classifier.train_and_evaluate`: workdir gets results.json/.md, train_losses.json and
-    model.pt; `eval_steps` adds results_step{N}.json at those (intermediate) steps."""
+    model.pt; `eval_steps` adds results_step{N}.json at those (intermediate) steps.
+
+    `start`: 'torch' (torch's own initialisation and draws) or 'ascjax' (ascjax's initial weights
+    and augmentation draws for config.seed; dropout stays torch's)."""
+    if start not in STARTS:
+        raise ValueError(f'start must be one of {STARTS}, got {start!r}')
     from ascjax import run as run_lib   # the same dataset and feature cache as ascjax's runs
     from ascjax.train import checkpoint
     _check_recipe(config)
@@ -252,7 +303,11 @@ def train_and_evaluate(config, workdir: str, *, eval_steps: tuple[int, ...] = ()
     builder = run_lib.open_data(config)
     train_source, test_source = run_lib.source(builder, 'train'), run_lib.source(builder, 'test')
     model = build(config, train_source)
-    method = f"{config.get('row', config.model.name)} (torch)"
+    draws = None
+    if start == 'ascjax':
+        load_ascjax_init(model, config)
+        draws = ascjax_draws(config.seed)
+    method = f"{config.get('row', config.model.name)} (torch{', ascjax start' * (start == 'ascjax')})"
 
     def on_step(step, model):
         if step in eval_steps:
@@ -260,7 +315,7 @@ def train_and_evaluate(config, workdir: str, *, eval_steps: tuple[int, ...] = ()
             with open(os.path.join(workdir, f'results_step{step}.json'), 'w') as f:
                 json.dump({**r, 'step': step}, f, indent=2)
 
-    losses = fit(model, config, train_source, on_step=on_step)
+    losses = fit(model, config, train_source, draws=draws, on_step=on_step)
     results = evaluate(model, test_source, config.eval.batch_size)
     params = sum(p.numel() for p in model.parameters())
     evaluation.write(results, workdir, method, params, 'test', len(losses))
