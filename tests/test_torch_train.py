@@ -24,10 +24,11 @@ where ascjax's float32 update was 1.3e-7 and 3.5e-7 off.
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import traverse_util
+from flax import linen as nn, traverse_util
 
 from ascjax import features, models
 from ascjax.models import convert
@@ -45,9 +46,9 @@ STEPS, BATCH, SHAPE = 20, 8, (32, 40)   # 32 mel bins x 40 frames keep every SSN
 RTOL = 1e-4
 
 
-def _config(row: str, augmented: bool):
+def _config(row: str, augmented: bool, dropout: float = 0.0):
     config = paper.get_config(row)
-    config.model.dropout = 0.0
+    config.model.dropout = dropout
     config.train.update(batch_size=BATCH, num_steps=STEPS, warmup_epochs=0.5,
                         learning_rate=0.1, momentum=0.9, weight_decay=1e-3)
     config.train.augment.update(mixup_alpha=0.3 if augmented else 0.0,
@@ -132,9 +133,45 @@ def _variable_errors(state, torch_model, fields) -> dict[str, float]:
     return errors
 
 
-@pytest.mark.parametrize('augmented', [False, True], ids=['plain', 'mixup+roll'])
-def test_twenty_updates_match_pytorch(augmented):
-    config = _config('mod1_resnorm', augmented)
+def _dropout_masks(config, state, keys, batch) -> list[np.ndarray]:
+    """The channel-dropout masks [B, C] (0 or 1 / keep) that ascjax's train step draws from the
+    step's dropout key, in network order: read off Flax's own Dropout in a forward pass of the same
+    model, variables, augmented input and key (its output over its input, the pointwise conv's)."""
+    model = models.from_config(config.model)
+    x, _ = augment.augment(keys, config.train.augment, jnp.asarray(batch['spectrogram']),
+                           jnp.zeros((BATCH, config.model.num_classes)))
+    _, mutated = model.apply(
+        {'params': _unseeded(state.params), **_unseeded(state.collections)}, x, train=True,
+        mutable=['batch_stats', 'intermediates'], rngs={'dropout': keys['dropout']},
+        capture_intermediates=lambda m, _: isinstance(m, nn.Dropout) or m.name == 'pointwise')
+    flat = traverse_util.flatten_dict(mutated['intermediates'])
+    keep, masks = 1.0 - config.model.dropout, []
+    for path, (out,) in flat.items():
+        if len(path) > 1 and path[-2].startswith('Dropout'):
+            (inp,) = flat[(*path[:-2], 'pointwise', '__call__')]
+            inp, out = np.asarray(inp)[:, 0], np.asarray(out)[:, 0]        # [B, T, C]
+            at = np.abs(inp).argmax(axis=1)[:, None]                       # largest |input| in time
+            ratio = (np.take_along_axis(out, at, 1) / np.take_along_axis(inp, at, 1))[:, 0]
+            mask = np.where(ratio > 0.5 / keep, 1.0 / keep, 0.0)
+            np.testing.assert_allclose(ratio, mask, atol=1e-5)             # channel dropout
+            masks.append(mask)
+    return masks
+
+
+def _feed_dropout(torch_model, masks):
+    """Forward hooks that make torch's Dropout2d modules (network order) apply `masks`."""
+    modules = [m for m in torch_model.modules() if isinstance(m, torch.nn.Dropout2d)]
+    assert len(modules) == len(masks)
+    return [m.register_forward_hook(
+        lambda mod, inputs, out, mask=torch.from_numpy(mask): inputs[0] * mask.to(
+            inputs[0].dtype)[:, :, None, None]) for m, mask in zip(modules, masks)]
+
+
+@pytest.mark.parametrize('augmented,dropout', [(False, 0.0), (True, 0.0), (True, 0.1)],
+                         ids=['plain', 'mixup+roll', 'mixup+roll+dropout'])
+def test_twenty_updates_match_pytorch(augmented, dropout):
+    """With dropout on, torch's Dropout2d applies the masks ascjax's step drew (hooks)."""
+    config = _config('mod1_resnorm', augmented, dropout)
     fields = _fields(config)
     torch.manual_seed(0)
     torch_model = ref_model.from_config(config.model).to(memory_format=torch.channels_last)
@@ -148,18 +185,23 @@ def test_twenty_updates_match_pytorch(augmented):
     for step, batch in enumerate(_batches()):
         assert int(state.step) == step
         _load_into_torch(torch_model, opt, state, fields)
-        draws = jax.device_get(augment.draws(augment.step_keys(train_key, step),
-                                             config.train.augment, batch['spectrogram'].shape))
+        keys = augment.step_keys(train_key, step)
+        draws = jax.device_get(augment.draws(keys, config.train.augment,
+                                             batch['spectrogram'].shape))
         assert bool(draws) == augmented
+        hooks = (_feed_dropout(torch_model, _dropout_masks(config, state, keys, batch))
+                 if dropout else [])
         torch_loss = ref_train.train_step(torch_model, opt, scheduler, batch, config.train,
                                           config.model.num_classes, draws)
+        for hook in hooks:
+            hook.remove()
         state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
         loss_errors.append(abs(float(metrics['loss'][0]) - torch_loss) / abs(torch_loss))
         errors = _variable_errors(state, torch_model, fields)
         name = max(errors, key=errors.get)
         if errors[name] > worst[1]:
             worst = (f'step {step}: {name}', errors[name])
-    print(f'{"augmented" if augmented else "plain"}: max loss rel error {max(loss_errors):.2e}, '
+    print(f'{"augmented" if augmented else "plain"} dropout {dropout}: max loss rel error {max(loss_errors):.2e}, '
           f'worst variable {worst[0]} {worst[1]:.2e}')
     assert max(loss_errors) <= RTOL, loss_errors
     assert worst[1] <= RTOL, worst
