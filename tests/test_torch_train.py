@@ -108,8 +108,9 @@ def _load_into_torch(torch_model, opt, state, fields):
         opt.state[p]['momentum_buffer'] = torch.from_numpy(buffers[name]).to(p.dtype)
 
 
-def _variable_errors(state, torch_model, fields) -> dict[str, float]:
-    """Per variable: |ascjax - torch| over the variable's natural scale.
+def _variable_errors(got: dict, torch_model, fields) -> dict[str, float]:
+    """Per variable of `got` (Flax variables, no seed axis): |got - torch| over the variable's
+    natural scale.
 
     That scale is the variable's own norm, except where the variable sits near zero by
     construction: a BN bias is measured against its scale's norm (the output's unit), a running
@@ -119,7 +120,7 @@ def _variable_errors(state, torch_model, fields) -> dict[str, float]:
     want = convert.torch_to_flax(torch_model.state_dict(), 'bcresnet_mod', **fields)
     errors = {}
     for collection in ('params', 'batch_stats'):
-        flat_got = traverse_util.flatten_dict(_unseeded(state.variables()[collection]))
+        flat_got = traverse_util.flatten_dict(got[collection])
         flat_want = traverse_util.flatten_dict(want[collection])
         for path, value in flat_got.items():
             ref = flat_want[path]
@@ -167,44 +168,69 @@ def _feed_dropout(torch_model, masks):
             inputs[0].dtype)[:, :, None, None]) for m, mask in zip(modules, masks)]
 
 
-@pytest.mark.parametrize('augmented,dropout', [(False, 0.0), (True, 0.0), (True, 0.1)],
-                         ids=['plain', 'mixup+roll', 'mixup+roll+dropout'])
-def test_twenty_updates_match_pytorch(augmented, dropout):
-    """With dropout on, torch's Dropout2d applies the masks ascjax's step drew (hooks)."""
-    config = _config('mod1_resnorm', augmented, dropout)
+def _torch_update(torch_model, opt, scheduler, state, fields, config, keys, batch) -> float:
+    """One torch update from ascjax's state before it, with the step's draws and dropout masks."""
+    _load_into_torch(torch_model, opt, state, fields)
+    draws = jax.device_get(augment.draws(keys, config.train.augment,
+                                         batch['spectrogram'].shape))
+    hooks = (_feed_dropout(torch_model, _dropout_masks(config, state, keys, batch))
+             if config.model.dropout else [])
+    loss = ref_train.train_step(torch_model, opt, scheduler, batch, config.train,
+                                config.model.num_classes, draws)
+    for hook in hooks:
+        hook.remove()
+    return loss
+
+
+@pytest.mark.parametrize('row,augmented,dropout', [('mod1_resnorm', False, 0.0),
+                                                   ('mod1_resnorm', True, 0.0),
+                                                   ('mod1', True, 0.1)],
+                         ids=['plain', 'mixup+roll', 'mod1+mixup+roll+dropout'])
+def test_twenty_updates_match_pytorch(row, augmented, dropout):
+    """With dropout on, torch's Dropout2d applies the masks ascjax's step drew (hooks).
+
+    The last case is the row without normalisation, whose head conv sees the raw log-mels under
+    a BatchNorm: its kernel gradient sums input x upstream gradient whose mean BN removed, which
+    float32 resolves only to ~1e-4 (PyTorch's own float32 update as much as ascjax's). There the
+    bound is PyTorch's float32 update, run beside it: ascjax may be off float64 by at most 2x
+    what torch float32 is (or by 1e-4)."""
+    config = _config(row, augmented, dropout)
     fields = _fields(config)
     torch.manual_seed(0)
     torch_model = ref_model.from_config(config.model).to(memory_format=torch.channels_last)
     variables = convert.torch_to_flax(torch_model.state_dict(), 'bcresnet_mod', **fields)
+    torch32 = ref_model.from_config(config.model).to(memory_format=torch.channels_last)
     torch_model = torch_model.double()
     state, train_step, mesh, spe = _jax_setup(config, variables)
     train_key = np.asarray(state.train_keys[0])
     opt, scheduler = ref_train.optimizer(torch_model, config.train, spe)
+    opt32, scheduler32 = ref_train.optimizer(torch32, config.train, spe)
+    compare_f32 = config.model.norm == 'none'
 
-    loss_errors, worst = [], ('', 0.0)
+    loss_errors, worst, worst32 = [], ('', 0.0), 0.0
     for step, batch in enumerate(_batches()):
         assert int(state.step) == step
-        _load_into_torch(torch_model, opt, state, fields)
         keys = augment.step_keys(train_key, step)
-        draws = jax.device_get(augment.draws(keys, config.train.augment,
-                                             batch['spectrogram'].shape))
-        assert bool(draws) == augmented
-        hooks = (_feed_dropout(torch_model, _dropout_masks(config, state, keys, batch))
-                 if dropout else [])
-        torch_loss = ref_train.train_step(torch_model, opt, scheduler, batch, config.train,
-                                          config.model.num_classes, draws)
-        for hook in hooks:
-            hook.remove()
+        assert bool(augment.draws(keys, config.train.augment, batch['spectrogram'].shape)) == \
+            augmented
+        if compare_f32:
+            _torch_update(torch32, opt32, scheduler32, state, fields, config, keys, batch)
+        torch_loss = _torch_update(torch_model, opt, scheduler, state, fields, config, keys,
+                                   batch)
         state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
         loss_errors.append(abs(float(metrics['loss'][0]) - torch_loss) / abs(torch_loss))
-        errors = _variable_errors(state, torch_model, fields)
+        errors = _variable_errors(_unseeded(state.variables()), torch_model, fields)
         name = max(errors, key=errors.get)
         if errors[name] > worst[1]:
             worst = (f'step {step}: {name}', errors[name])
-    print(f'{"augmented" if augmented else "plain"} dropout {dropout}: max loss rel error {max(loss_errors):.2e}, '
-          f'worst variable {worst[0]} {worst[1]:.2e}')
+        if compare_f32:
+            got32 = convert.torch_to_flax(torch32.state_dict(), 'bcresnet_mod', **fields)
+            worst32 = max(worst32, max(_variable_errors(got32, torch_model, fields).values()))
+    print(f'{row} augmented={augmented} dropout={dropout}: max loss rel error '
+          f'{max(loss_errors):.2e}, worst variable {worst[0]} {worst[1]:.2e}'
+          + f', torch float32 worst {worst32:.2e}' * compare_f32)
     assert max(loss_errors) <= RTOL, loss_errors
-    assert worst[1] <= RTOL, worst
+    assert worst[1] <= max(RTOL, 2 * worst32), (worst, worst32)
     assert scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)   # the cosine ran out
 
 
