@@ -80,3 +80,11 @@ def test_training_loss_tail_reads_both_frameworks_logs_and_keeps_it(tmp_path):
     (ascjax / 'train_metrics.jsonl').unlink()   # the logs are not tracked: the kept tail is read
     assert compare_torch.train_loss_tail(str(ascjax), 'ascjax') == 1.0
     assert 'training loss, last 20%' in (tmp_path / 'compare.md').read_text()
+
+
+def test_distribution_tests_need_two_seeds_a_side():
+    tests = compare_torch.distribution_tests([1.0, 2.0, 3.0, 4.0], [10.0, 11.0, 12.0, 13.0])
+    assert tests['mann_whitney_p'] == pytest.approx(0.0286, abs=1e-3)   # exact, 4 vs 4 apart
+    assert tests['levene_p'] == pytest.approx(1.0)                       # equal spreads
+    assert compare_torch.distribution_tests([1.0], [2.0, 3.0]) == {
+        'mann_whitney_p': None, 'levene_p': None}

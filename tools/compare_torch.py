@@ -10,7 +10,8 @@ so a killed comparison resumes, and two processes (`--frameworks=ascjax`, `--fra
 can share the cores and one DIR. Every invocation rewrites DIR/compare.json and DIR/compare.md
 from the runs finished so far: per device, seen (A, B, C, S1-S3), unseen (S4-S6) and overall
 accuracy and log loss, mean +- std over seeds per framework, the difference ascjax - torch with
-its 95% (Welch) interval, and whether ascjax's mean lies inside PyTorch's own 95% interval.
+its 95% (Welch) interval, whether ascjax's mean lies inside PyTorch's own 95% interval, and two
+p-values that do not assume normal scores (Mann-Whitney: same location; Levene: same spread).
 `--torch_start=ascjax` trains the torch side from ascjax's initial weights and augmentation
 draws of each seed (put those runs in their own DIR). `--eval_fraction` also evaluates both at that fraction of the steps (convergence check: the
 change over the last steps against the seed std).
@@ -119,6 +120,15 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
     return diff, diff - half, diff + half
 
 
+def distribution_tests(a: list[float], b: list[float]) -> dict[str, float | None]:
+    """p-values that do not assume normal scores: Mann-Whitney U (same location) and Levene's
+    test around the median (same spread); None with fewer than 2 seeds on a side or no spread."""
+    if min(len(a), len(b)) < 2 or np.ptp(np.concatenate([a, b])) == 0:
+        return {'mann_whitney_p': None, 'levene_p': None}
+    return {'mann_whitney_p': float(scipy.stats.mannwhitneyu(a, b).pvalue),
+            'levene_p': float(scipy.stats.levene(a, b).pvalue)}
+
+
 def summarise(runs: dict[str, list[dict]]) -> dict:
     """{metric: {group: {framework: {mean, std, values, ci95}, difference: ..., inside: bool}}}."""
     out = {}
@@ -135,6 +145,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
                 diff, lo, hi = welch(row['ascjax']['values'], row['torch']['values'])
                 low, high = row['torch']['ci95']
                 row['difference'] = {'mean': diff, 'ci95': (lo, hi)}
+                row['tests'] = distribution_tests(row['ascjax']['values'], row['torch']['values'])
                 # Undefined with one torch seed (no interval): None, shown as an empty cell.
                 row['ascjax_inside_torch_ci95'] = (
                     bool(low <= row['ascjax']['mean'] <= high)
@@ -149,8 +160,9 @@ def markdown(summary: dict, runs: dict[str, list[dict]], title: str) -> str:
              ', '.join(f'{fw}: {len(r)} seed(s)' for fw, r in runs.items()), '']
     for metric, fmt in (('accuracy', '{:.1f}'), ('log_loss', '{:.3f}')):
         lines += [f'## {metric.replace("_", " ")}', '',
-                  '| group | ascjax | torch | ascjax - torch [95% CI] | ascjax in torch 95% CI |',
-                  '|---|---|---|---|---|']
+                  '| group | ascjax | torch | ascjax - torch [95% CI] | ascjax in torch 95% CI '
+                  '| Mann-Whitney p | Levene p |',
+                  '|---|---|---|---|---|---|---|']
         for group, row in summary[metric].items():
             cell = lambda fw: (f'{fmt.format(row[fw]["mean"])} ± {fmt.format(row[fw]["std"])}'
                                if fw in row else '')
@@ -158,7 +170,11 @@ def markdown(summary: dict, runs: dict[str, list[dict]], title: str) -> str:
             dtext = (f'{fmt.format(diff["mean"])} [{fmt.format(diff["ci95"][0])}, '
                      f'{fmt.format(diff["ci95"][1])}]' if diff else '')
             inside = {True: 'yes', False: '**no**'}.get(row.get('ascjax_inside_torch_ci95'), '')
-            lines.append(f'| {group} | {cell("ascjax")} | {cell("torch")} | {dtext} | {inside} |')
+            tests = row.get('tests', {})
+            pvalues = ' | '.join('' if tests.get(k) is None else f'{tests[k]:.2f}'
+                                 for k in ('mann_whitney_p', 'levene_p'))
+            lines.append(f'| {group} | {cell("ascjax")} | {cell("torch")} | {dtext} | {inside} '
+                         f'| {pvalues} |')
         lines.append('')
     return '\n'.join(lines)
 
