@@ -67,9 +67,7 @@ def _batches(seed=0):
 
 
 def _fields(config) -> dict:
-    keep = ('tau', 'num_classes', 'sub_bands', 'norm', 'norm_positions', 'norm_lambda',
-            'classifier_bn')
-    return {k: v for k, v in dict(config.model).items() if k in keep}
+    return ref_train.converter_fields(config.model)
 
 
 def _jax_setup(config, variables):

@@ -13,8 +13,9 @@ accuracy and log loss, mean +- std over seeds per framework, the difference ascj
 its 95% (Welch) interval, whether ascjax's mean lies inside PyTorch's own 95% interval, and two
 p-values that do not assume normal scores (Mann-Whitney: same location; Levene: same spread).
 `--torch_start=ascjax` trains the torch side from ascjax's initial weights and augmentation
-draws of each seed (put those runs in their own DIR). `--eval_fraction` also evaluates both at that fraction of the steps (convergence check: the
-change over the last steps against the seed std).
+draws of each seed (put those runs in their own DIR). `--eval_fraction` also evaluates both at
+that fraction of the steps (convergence check: the change over the last steps against the seed
+std).
 
 torch is a test/bench extra: pip install -e '.[test]'  (or pip install torch==2.13.0).
 """

@@ -110,6 +110,12 @@ _SHAPE_FIELDS = ('tau', 'num_classes', 'sub_bands', 'norm', 'norm_positions', 'n
                  'classifier_bn')
 
 
+def converter_fields(model_config) -> dict:
+    """The fields of config.model that `convert.torch_to_flax` / `flax_to_torch` take."""
+    return {k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in dict(model_config).items() if k in _SHAPE_FIELDS}
+
+
 def load_ascjax_init(model: torch.nn.Module, config) -> None:
     """Loads ascjax's initial variables for config.seed (those `ascjax.train` starts from) into
     the torch model, through the converter."""
@@ -120,9 +126,8 @@ def load_ascjax_init(model: torch.nn.Module, config) -> None:
     flax_model, inputs = run_lib.build_model(config)
     state = state_lib.create(flax_model, optax.identity(), features.input_shape(config.data),
                              config.seed, 1, mesh_lib.data_mesh(), inputs)
-    fields = {k: (tuple(v) if isinstance(v, list) else v)
-              for k, v in dict(config.model).items() if k in _SHAPE_FIELDS}
-    tensors = convert.flax_to_torch(state_lib.seed_slice(state, 0), config.model.name, **fields)
+    tensors = convert.flax_to_torch(state_lib.seed_slice(state, 0), config.model.name,
+                                    **converter_fields(config.model))
     missing, unexpected = model.load_state_dict(
         {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, strict=False)
     missing = [k for k in missing if not k.endswith('num_batches_tracked')]
