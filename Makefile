@@ -23,13 +23,12 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 DEMO := $(CURDIR)/.cache/demo
-# Trains Mod-1 without and with ResNorm, two seeds each, on the synthetic demo set (built on first
-# use) with the small front end of the config's `demo` option, evaluates both on the test split
-# and prints their per-device tables side by side.
+# Trains Mod-1 without and with ResNorm, two seeds each (a point per seed, two at a time), on the
+# synthetic demo set (built on first use) with the small front end of the config's `demo` option,
+# evaluates them on the test split and prints both rows' per-device tables, mean ± std over seeds.
 demo: setup
-	$(PY) -m ascjax.train --config=experiments/configs/paper.py:mod1,demo --workdir=$(DEMO)/mod1
-	$(PY) -m ascjax.train --config=experiments/configs/paper.py:mod1_resnorm,demo --workdir=$(DEMO)/mod1_resnorm
-	$(PY) -m ascjax.evaluation $(DEMO)/mod1 $(DEMO)/mod1_resnorm
+	rm -rf $(DEMO)
+	$(PY) -m ascjax.sweep --sweep=experiments/sweeps/demo.py --root=$(DEMO) --parallel=2
 
 # The suite is compile-bound: two xdist workers keep both cores busy (TEST_WORKERS=0: no workers);
 # modules stay whole on one worker (--dist loadscope) so module fixtures are built once.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.special
@@ -67,6 +68,38 @@ def results(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -> dict
         'std': {metric: {g: _std(v) for g, v in per_seed[metric].items()} for metric in per_seed},
         'per_seed': per_seed,
     }
+
+
+def pool(runs: Sequence[dict]) -> dict:
+    """The results of several runs of one setting (e.g. a row's seeds trained as separate
+    processes) as one results dict over all their seeds, as `results` gives for seeds trained
+    together: per-seed values concatenated, means and stds over all seeds, confusions summed.
+    The runs must be evaluated on the same examples; fields that differ between them (step,
+    revision) become None."""
+    if not runs:
+        raise ValueError('pool: no runs')
+    if any(r['num_examples'] != runs[0]['num_examples'] for r in runs):
+        raise ValueError('pool: the runs were evaluated on different examples '
+                         f'({[r["num_examples"] for r in runs]})')
+    per_seed = {metric: {g: [v for r in runs for v in r['per_seed'][metric][g]]
+                         for g in runs[0]['per_seed'][metric]}
+                for metric in runs[0]['per_seed']}
+    seeds = sum(r['seeds'] for r in runs)
+    pooled = {k: v if all(r.get(k) == v for r in runs) else None
+              for k, v in runs[0].items() if k not in FROM_SEEDS}
+    return {**pooled,
+            **{metric: {g: float(np.mean(v)) for g, v in values.items()}
+               for metric, values in per_seed.items()},
+            'class_accuracy': {c: sum(r['seeds'] * r['class_accuracy'][c] for r in runs) / seeds
+                               for c in runs[0]['class_accuracy']},
+            'confusion': np.sum([r['confusion'] for r in runs], axis=0).tolist(),
+            'seeds': seeds,
+            'std': {metric: {g: _std(v) for g, v in values.items()}
+                    for metric, values in per_seed.items()},
+            'per_seed': per_seed}
+
+
+FROM_SEEDS = ('accuracy', 'log_loss', 'class_accuracy', 'confusion', 'seeds', 'std', 'per_seed')
 
 
 def _row(cells) -> str:
@@ -233,7 +266,7 @@ def seen_unseen(r: dict, metric: str = 'accuracy') -> dict[str, tuple[float, flo
     return out
 
 
-def _group_lines(rows: dict[str, dict]) -> str:
+def group_lines(rows: dict[str, dict]) -> str:
     lines = []
     for method, r in rows.items():
         groups = seen_unseen(r)
@@ -254,7 +287,7 @@ def compare(workdirs: list[str]) -> str:
             name = f'{name} ({os.path.basename(os.path.normpath(workdir))})'
         rows[name], params[name] = r, n
     return ('Accuracy (%)\n\n' + table(rows, params) + '\nLog loss\n\n'
-            + table(rows, params, 'log_loss') + '\n' + _group_lines(rows))
+            + table(rows, params, 'log_loss') + '\n' + group_lines(rows))
 
 
 if __name__ == '__main__':

@@ -9,7 +9,8 @@ A sweep file defines `get_sweep()`, a list of points, each a dict:
 
     {'name': 'resnorm_lambda0.2',                              # workdir ROOT/name
      'config': 'experiments/configs/paper.py:mod1_resnorm',    # the --config value
-     'overrides': {'model.norm_lambda': 0.2, 'num_seeds': 3}}  # --config.KEY=VALUE flags
+     'overrides': {'model.norm_lambda': 0.2, 'num_seeds': 3},  # --config.KEY=VALUE flags
+     'group': 'resnorm_lambda0.2'}                             # optional: see 4.
 
 The runner
 
@@ -25,7 +26,12 @@ The runner
    reported, never reused;
 4. collects every finished point into ROOT/results.csv and ROOT/results.md; a point of a paper
    row gets the paper's numbers under its own (ascjax.evaluation.table), labelled not
-   comparable unless it ran on TAU20.
+   comparable unless it ran on TAU20. Points that share a `group` (a row's seeds run as separate
+   processes, say) are also pooled into one row of a second table, mean ± std over all their
+   seeds (ascjax.evaluation.pool), printed at the end and written alone to ROOT/groups.md.
+
+Points run side by side (`--parallel` > 1, a cluster launcher) find their data built: the runner
+prepares each distinct `config.data` once before it starts them.
 
 A point that fails is reported with its log path; the others still run and are collected, and the
 exit status is 1 when any selected point has no results at the end.
@@ -55,6 +61,7 @@ from ascjax import evaluation
 from ascjax.data import layout
 
 RESULTS = 'results.json'
+GROUPS = 'groups.md'            # the pooled tables of the groups alone (also in results.md)
 LOG = 'log.txt'
 _NAME = re.compile(r'^[A-Za-z0-9_.+=-]+$')
 _KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$')
@@ -65,6 +72,7 @@ class Point:
     name: str
     config: str
     overrides: dict
+    group: str | None = None   # points of one group (e.g. a row's seeds) pool into one table row
 
     @property
     def row(self) -> str | None:
@@ -91,9 +99,13 @@ def points_from(raw: Iterable[dict], source: str = 'sweep') -> list[Point]:
     points, seen = [], set()
     for i, p in enumerate(raw):
         where = f'{source}: point {i}'
-        if not isinstance(p, dict) or set(p) - {'name', 'config', 'overrides'}:
-            raise ValueError(f'{where}: expected a dict with name, config and overrides, got {p!r}')
+        if not isinstance(p, dict) or set(p) - {'name', 'config', 'overrides', 'group'}:
+            raise ValueError(f'{where}: expected a dict with name, config, overrides and '
+                             f'optionally group, got {p!r}')
         name, config, overrides = p.get('name'), p.get('config'), dict(p.get('overrides') or {})
+        group = p.get('group')
+        if group is not None and (not isinstance(group, str) or not group):
+            raise ValueError(f'{where} ({name}): group {group!r} must be a non-empty string')
         if not isinstance(name, str) or not _NAME.match(name) or name in ('.', '..'):
             raise ValueError(f'{where}: name {name!r} must be a plain folder name '
                              '(letters, digits, _ . + = -)')
@@ -107,7 +119,7 @@ def points_from(raw: Iterable[dict], source: str = 'sweep') -> list[Point]:
                 raise ValueError(f'{where} ({name}): override key {key!r} is not a dotted field')
             format_value(value)   # raises on values config_flags cannot take
         seen.add(name)
-        points.append(Point(name, config, overrides))
+        points.append(Point(name, config, overrides, group))
     if not points:
         raise ValueError(f'{source}: get_sweep() returned no points')
     return points
@@ -165,12 +177,13 @@ def write_commands(argvs: Sequence[Sequence[str]], root: str) -> str:
     return path
 
 
-def check(points: Sequence[Point], root: str, extra: Sequence[str] = ()) -> None:
+def check(points: Sequence[Point], root: str, extra: Sequence[str] = ()) -> list:
     """Parses every point's --config flags in-process, exactly as ascjax.train will, so a typo in
-    the last point stops the sweep before the first one runs. Extras that are not --config.*
-    flags (e.g. --coordinator) are left to train."""
+    the last point stops the sweep before the first one runs; returns the points' configs.
+    Extras that are not --config.* flags (e.g. --coordinator) are left to train."""
     from ml_collections import config_flags
     config_extra = [a for a in extra if a.startswith(('--config.', '-config.'))]
+    configs = []
     for p in points:
         argv = ['ascjax.train', *(a for a in command(p, root, config_extra)[3:]
                                   if not a.startswith('--workdir='))]
@@ -179,10 +192,24 @@ def check(points: Sequence[Point], root: str, extra: Sequence[str] = ()) -> None
                                         sys_argv=argv)
         try:
             fv(argv)
-            fv.config   # noqa: B018 -- loads the config and applies the overrides
+            configs.append(fv.config)   # loads the config and applies the overrides
         except Exception as e:  # noqa: BLE001 -- any failure here is a bad point
             raise ValueError(f'point {p.name!r}: {shlex.join(argv[1:])}: '
                              f'{type(e).__name__}: {e}') from e
+    return configs
+
+
+def prepare_data(configs: Sequence) -> None:
+    """Builds the data of every distinct `config.data` once, here, before points run side by
+    side: parallel points would otherwise all start building the same dataset on a fresh
+    machine."""
+    from ascjax import run as run_lib
+    seen = set()
+    for config in configs:
+        key = config.data.to_json(sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            run_lib.open_data(config)
 
 
 def select(points: Sequence[Point], only: Sequence[str]) -> list[Point]:
@@ -415,11 +442,39 @@ def collect(points: Sequence[Point], root: str) -> dict[str, str]:
                  *(f'`{format_value(p.overrides[k])}`' if k in p.overrides else '' for k in keys)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines.append('')
+    pooled = group_tables(points, finished, params)
+    lines += pooled
+    if pooled:
+        with open(os.path.join(root, GROUPS), 'w') as f:
+            f.write('\n'.join(pooled))
     if problems:
         lines += ['Not finished\n', *(f'- {n}: {why}' for n, why in problems.items()), '']
     with open(os.path.join(root, 'results.md'), 'w') as f:
         f.write('\n'.join(lines))
     return problems
+
+
+def group_tables(points: Sequence[Point], finished: dict[str, dict],
+                 params: dict[str, int | None]) -> list[str]:
+    """results.md's pooled tables: every group's finished points as one row, mean ± std over all
+    their seeds (`evaluation.pool`), with how many of the group's points it holds."""
+    groups = {}
+    for p in points:
+        if p.group is not None:
+            groups.setdefault(p.group, []).append(p.name)
+    pooled, pooled_params = {}, {}
+    for group, names in groups.items():
+        done = [n for n in names if n in finished]
+        if done:
+            label = group + ('' if len(done) == len(names) else f' ({len(done)}/{len(names)} points)')
+            pooled[label] = evaluation.pool([finished[n] for n in done])
+            pooled_params[label] = params[done[0]]
+    if not pooled:
+        return []
+    return ['Groups: each row pools its points (mean ± std over all their seeds)\n',
+            'Accuracy (%)\n', evaluation.table(pooled, pooled_params),
+            'Log loss\n', evaluation.table(pooled, pooled_params, 'log_loss'),
+            evaluation.group_lines(pooled)]
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -474,7 +529,7 @@ def main(argv, f):
                              '--extra=--flag=value')
     root = f.root.value
     points = load_sweep(f.sweep.value)
-    check(points, root, extra)
+    configs = dict(zip((p.name for p in points), check(points, root, extra)))
     path = write_commands(commands(points, root, extra), root)
     selected = select(points, [s for s in f.only.value if s])
     print(f'{len(points)} points, commands in {path}', flush=True)
@@ -484,10 +539,17 @@ def main(argv, f):
             mark = '' if p in selected else ' (not selected)'
             print(f'{i}: {p.name} [{status}{": " + detail if detail else ""}]{mark}')
         return 0
+    pending = [p for p in selected if state(p, root)[0] in ('pending', 'failed')]
+    side_by_side = f.launcher.value != 'local' or f.parallel.value > 1
+    if not f.collect_only.value and side_by_side and len(pending) > 1:
+        print('preparing the data of the points before they run side by side', flush=True)
+        prepare_data([configs[p.name] for p in pending])
     problems = {} if f.collect_only.value else run(
         selected, root, extra, parallel=f.parallel.value, launcher=f.launcher.value,
         cluster=cluster_options(f.cluster.value))
     missing = collect(points, root)
+    if os.path.exists(groups := os.path.join(root, GROUPS)):
+        print(open(groups).read())
     print(f'results in {os.path.join(root, "results.csv")} and {os.path.join(root, "results.md")}')
     lost = {p.name: problems.get(p.name, missing[p.name]) for p in selected if p.name in missing}
     for name, why in lost.items():

@@ -122,3 +122,38 @@ def test_several_seeds_show_mean_and_std_per_device_and_seen_unseen_groups():
     groups = evaluation.seen_unseen(r)
     np.testing.assert_allclose(groups['seen'][0], (44 / 6 * 10 + 42 / 6 * 10) / 2)
     np.testing.assert_allclose(groups['unseen'], (60.0, np.std([70.0, 50.0], ddof=1)))
+
+
+def test_pool_of_separately_trained_seeds_equals_the_seeds_trained_together():
+    """Runs of one row's seeds as separate processes pool into the results of one run of all
+    those seeds: same means, stds and per-seed values; confusions summed."""
+    a = _device_logits((8, 7, 7, 7, 7, 8, 7, 7, 7))
+    b = _device_logits((6, 7, 7, 7, 7, 8, 5, 5, 5))
+    c = _device_logits((9, 9, 8, 7, 6, 5, 4, 3, 2))
+    labels, devices = _labels_devices()
+    together = evaluation.results(np.stack([a, b, c]), labels, devices)
+    pooled = evaluation.pool([evaluation.results(a, labels, devices),
+                              evaluation.results(np.stack([b, c]), labels, devices)])
+    for key, value in [*((f'{k}/{g}', v) for k in ('accuracy', 'log_loss', 'class_accuracy')
+                         for g, v in together[k].items()),
+                       *((f'std/{m}/{g}', v) for m in together['std']
+                         for g, v in together['std'][m].items())]:
+        got = pooled
+        for part in key.split('/'):
+            got = got[part]
+        np.testing.assert_allclose(got, value, err_msg=key)
+    assert pooled['per_seed'] == together['per_seed'] and pooled['seeds'] == 3
+    assert pooled['confusion'] == together['confusion']
+    assert pooled['num_examples'] == together['num_examples']
+
+
+def test_pool_refuses_runs_on_different_examples_and_drops_fields_that_differ():
+    labels, devices = _labels_devices()
+    one = {**_results(), 'step': 10, 'revision': 'abc', 'method': 'mod1'}
+    two = {**_results((5,) * 9), 'step': 12, 'revision': 'abc', 'method': 'mod1'}
+    pooled = evaluation.pool([one, two])
+    assert (pooled['step'], pooled['revision'], pooled['method']) == (None, 'abc', 'mod1')
+    with pytest.raises(ValueError, match='different examples'):
+        evaluation.pool([one, _results(clips=5)])
+    with pytest.raises(ValueError, match='no runs'):
+        evaluation.pool([])

@@ -36,10 +36,18 @@ def test_repository_sweeps_load_and_check():
     lam = sweep.load_sweep(os.path.join(REPO, 'experiments/sweeps/resnorm_lambda.py'))
     assert [p.overrides['model.norm_lambda'] for p in lam] == [0.05, 0.1, 0.2, 0.5]
     assert {p.config for p in lam} == {'experiments/configs/paper.py:mod1_resnorm'}
+    demo = sweep.load_sweep(os.path.join(REPO, 'experiments/sweeps/demo.py'))
+    assert [(p.name, p.group) for p in demo] == [('mod1.s0', 'mod1'), ('mod1.s1', 'mod1'),
+                                                 ('mod1_resnorm.s0', 'mod1_resnorm'),
+                                                 ('mod1_resnorm.s1', 'mod1_resnorm')]
+    ablation = sweep.load_sweep(os.path.join(REPO, 'experiments/sweeps/synthetic_ablation.py'))
+    assert len(ablation) == 21 and len({p.group for p in ablation}) == 7
     cwd = os.getcwd()
     os.chdir(REPO)   # config paths are relative to the repository root
     try:
-        sweep.check(points + lam, '/tmp/root')
+        configs = sweep.check(points + lam + demo + ablation, '/tmp/root')
+        assert [c.seed for c in configs[-21:-18]] == [0, 1, 2]
+        assert all(c.num_seeds == 1 and c.data.preset == 'demo' for c in configs[9:13])
     finally:
         os.chdir(cwd)
 
@@ -334,3 +342,45 @@ def test_cluster_options_parse_literals():
         'timeout_min': 240, 'slurm_partition': 'gpu'}
     with pytest.raises(Exception, match='KEY=VALUE'):
         sweep.cluster_options(['oops'])
+
+
+def test_collect_pools_the_points_of_a_group_into_one_row(tmp_path):
+    """A row's seeds as separate points (the ablation's layout): results.md has each point, and
+    one pooled row per group, mean ± std over all its seeds, marked when a point is missing."""
+    from tests.test_evaluation import _results as device_results
+    cfg = 'experiments/configs/paper.py:mod1'
+    points = sweep.points_from(
+        [{'name': f'mod1.s{s}', 'group': 'mod1', 'config': cfg, 'overrides': {'seed': s}}
+         for s in range(2)]
+        + [{'name': f'freqin.s{s}', 'group': 'freqin', 'config': cfg, 'overrides': {'seed': s}}
+           for s in range(3)])
+    root = tmp_path / 'root'
+    correct = {'mod1.s0': (8,) * 9, 'mod1.s1': (6,) * 9, 'freqin.s0': (7,) * 9,
+               'freqin.s1': (9,) * 9}                                  # freqin.s2 not run
+    for name, right in correct.items():
+        _fake_workdir(root, name, {'row': 'mod1', 'seed': int(name[-1])},
+                      device_results(right))
+    assert set(sweep.collect(points, str(root))) == {'freqin.s2'}
+    md = (root / 'results.md').read_text()
+    groups = md[md.index('Groups:'):]
+    assert f'| mod1 |  | 70.0 ± {np.std([80, 60], ddof=1):.1f} |' in groups
+    assert f'| freqin (2/3 points) |  | 80.0 ± {np.std([70, 90], ddof=1):.1f} |' in groups
+    assert '- mod1 (2 seed(s)): seen 70.0 ± 14.1, unseen 70.0 ± 14.1' in groups
+    assert (root / 'groups.md').read_text().strip() == groups.split('Not finished')[0].strip()
+
+
+def test_points_run_side_by_side_find_their_data_prepared_once_per_data_config(monkeypatch):
+    from ascjax import run as run_lib
+    opened = []
+    monkeypatch.setattr(run_lib, 'open_data', lambda config: opened.append(config.data.preset))
+    points = sweep.points_from(
+        [{'name': f'p{i}', 'config': 'experiments/configs/paper.py:mod1',
+          'overrides': {'seed': i, 'data.preset': preset}}
+         for i, preset in enumerate(('demo', 'demo', 'full'))])
+    sweep.prepare_data(sweep.check(points, 'root'))
+    assert opened == ['demo', 'full']
+
+
+def test_a_group_must_be_a_non_empty_string():
+    with pytest.raises(ValueError, match='group'):
+        sweep.points_from([{'name': 'a', 'config': 'x.py:mod1', 'group': ''}])

@@ -176,10 +176,10 @@ def test_render_is_a_deterministic_10s_clip(scene):
 def test_presets_plan_tau_like_imbalance():
     segments = synthesize.plan(synthesize.PRESETS['demo'])
     summary = synthesize.summarize(segments, 'demo', SEED, 1.0)
-    assert summary['clips']['train'] == dict(a=300, b=30, c=30, s1=30, s2=30, s3=30, s4=0, s5=0,
+    assert summary['clips']['train'] == dict(a=600, b=60, c=60, s1=60, s2=60, s3=60, s4=0, s5=0,
                                              s6=0)
     assert set(summary['clips']['test'].values()) == {40}
-    assert summary['pairs_with_a']['train']['b'] == 30
+    assert summary['pairs_with_a']['train']['b'] == 60
     train = {(s.city, s.location) for s in segments if s.split == 'train'}
     test = {(s.city, s.location) for s in segments if s.split == 'test'}
     assert not train & test

@@ -57,14 +57,15 @@ class Preset:
 
 # Bumped whenever the rendered audio changes for a given (preset, seed): cached builds are keyed by
 # it (`datasets.synthetic_dir`), so a checkout never reads a set made by another generator.
-# 1: issue #5's scenes; 2: denser signature events, per-scene loudness, ±4 dB part jitter (#16).
-GENERATOR_VERSION = 2
+# 1: issue #5's scenes; 2: denser signature events, per-scene loudness, ±4 dB part jitter (#16);
+# 3: the `demo` preset doubled (600 A + 5 x 60 paired clips; `full` and `tiny` unchanged).
+GENERATOR_VERSION = 3
 
 PRESETS = {
     # Tests: 20 segments, 150 files (every train segment paired, to keep it small).
     'tiny': Preset(('barcelona', 'helsinki'), 1, 1, 1, 1, 1),
-    # `make demo`: 300 A + 5 x 30 paired train clips, 9 x 40 test clips.
-    'demo': Preset(('barcelona', 'helsinki'), 3, 2, 30, 3, 4),
+    # `make demo`: 600 A + 5 x 60 paired train clips, 9 x 40 test clips.
+    'demo': Preset(('barcelona', 'helsinki'), 3, 2, 60, 6, 4),
     # About 1/5 of TAU's development set: 2,000 A + 5 x 150 train clips, 9 x 100 test clips.
     'full': Preset(layout.CITIES, 2, 1, 200, 15, 10),
 }

@@ -1,21 +1,38 @@
-"""The synthetic ablation's setting (experiments/synthetic_ablation.md) through the one training
-loop: the five Mod-1 normalisation rows, 3 seeds each (vmapped), the `full` preset on 3-s crops,
-12 epochs, batch 32, peak lr 0.05, the training split held in device memory.
+"""The synthetic ablation (experiments/synthetic_ablation.md) through the one training loop: the
+five Mod-1 normalisation rows of the paper and Freq-MixStyle without and with ResNorm, 3 seeds
+each, on the `full` preset of generator v2, with the 60-epoch recipe of the PyTorch parity runs
+(experiments/torch_parity.sh: 3-s crops, 64 mel bands, batch 32, no SpecAugment, a checkpoint
+kept at 80% of the steps for the convergence check).
 
     python -m ascjax.sweep --sweep=experiments/sweeps/synthetic_ablation.py --root=runs/ablation
 
-Each point is an ordinary `python -m ascjax.train` run; `data.in_memory` changes where the batches
-are gathered, not what they hold (tests/test_feed.py), so a point can be rerun or resumed alone.
-On an accelerator image without TensorFlow add `--extra=--config.data.store=wav` (log-mels then
-come from the wav files, computed once on the device).
+Seed s of a row is its own point (`config.seed = s`, one seed per process: on CPU that is faster
+than vmapped seeds), the config of the parity comparison's ascjax seed s. Points of one row share
+a `group`; the sweep pools each group into one row, mean ± std over its seeds (groups.md). On a
+2-core machine run two processes, `taskset -c 0 ... --only=...` and `taskset -c 1 ... --only=...`
+with disjoint points: XLA's CPU kernels split their work by the cores they may use, so a run is
+bit-for-bit repeatable for a given core count, and another core count gives another float
+rounding (and, after some steps of SGD, another run of the same statistics).
 """
 
-ROWS = ('mod1', 'mod1_globalfreqnorm', 'mod1_freqin', 'mod1_preresnorm', 'mod1_resnorm')
-SETTING = {'data.preset': 'full', 'data.clip_seconds': 3.0, 'data.in_memory': True,
-           'num_seeds': 3, 'train.num_epochs': 12, 'train.warmup_epochs': 1.0,
-           'train.batch_size': 32, 'train.learning_rate': 0.05}
+ROWS = {
+    'mod1': 'mod1',
+    'mod1_globalfreqnorm': 'mod1_globalfreqnorm',
+    'mod1_freqin': 'mod1_freqin',
+    'mod1_preresnorm': 'mod1_preresnorm',
+    'mod1_resnorm': 'mod1_resnorm',
+    'mod1_freqmixstyle': 'mod1,freqmixstyle',
+    'mod1_resnorm_freqmixstyle': 'mod1_resnorm,freqmixstyle',
+}
+SEEDS = 3
+SETTING = {'data.preset': 'full', 'data.clip_seconds': 3.0, 'data.front_end.n_mels': 64,
+           'train.batch_size': 32, 'train.num_epochs': 60, 'train.warmup_epochs': 2.0,
+           'train.augment.freq_masks': 0, 'train.augment.time_masks': 0,
+           'train.checkpoint_every_steps': 4080, 'eval.batch_size': 100, 'num_seeds': 1}
 
 
 def get_sweep():
-    return [{'name': row, 'config': f'experiments/configs/paper.py:{row}',
-             'overrides': dict(SETTING)} for row in ROWS]
+    return [{'name': f'{name}.s{seed}', 'group': name,
+             'config': f'experiments/configs/paper.py:{row}',
+             'overrides': {**SETTING, 'seed': seed}}
+            for name, row in ROWS.items() for seed in range(SEEDS)]
