@@ -147,3 +147,10 @@ def test_configs_load_from_outside_the_repository(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == 'translator'
+
+
+def test_freqmixstyle_rows_carry_no_paper_numbers():
+    """The paper has no Freq-MixStyle row: its tables must not set the row's numbers under it."""
+    config = paper.get_config('mod1_resnorm,freqmixstyle')
+    assert config.train.augment.freq_mixstyle == 0.4 and not config.paper
+    assert paper.get_config('mod1_resnorm').paper.overall == 65.8

@@ -60,16 +60,13 @@ def eval_step_of(config, fraction: float) -> int | None:
 
 
 def run_ascjax(config, workdir: str, eval_step: int | None) -> None:
-    from ascjax import run as run_lib
-    from ascjax.tasks import classifier
+    from ascjax.tasks import classifier, evaluate
     if eval_step:   # a checkpoint at eval_step, kept, to evaluate afterwards
         config.train.checkpoint_every_steps = eval_step
         config.train.keep_checkpoints = max(config.train.keep_checkpoints, 3)
     classifier.train_and_evaluate(config, workdir)
     if eval_step:
-        r = run_lib.open(workdir, eval_step).evaluate('test')
-        with open(os.path.join(workdir, f'results_step{eval_step}.json'), 'w') as f:
-            json.dump({**r, 'step': eval_step}, f, indent=2)
+        evaluate.step_results(workdir, eval_step)
 
 
 def run_torch(config, workdir: str, eval_step: int | None, threads: int,

@@ -23,6 +23,22 @@ def evaluate_workdir(workdir: str, split: str = 'test', step: int | None = None)
     return results
 
 
+def step_results(workdir: str, step: int, split: str = 'test') -> dict:
+    """The results of `workdir`'s checkpoint at `step` on `split`, kept in
+    results_step{step}.json (computed on the first call; an earlier point of a run, e.g. for a
+    convergence check, without touching the run's own results.json)."""
+    import json
+    import os
+    path = os.path.join(workdir, f'results_step{step}.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    results = {**run_lib.open(workdir, step).evaluate(split), 'step': step}
+    with open(path, 'w') as f:
+        json.dump(results, f, indent=2)
+    return results
+
+
 def main(argv):
     from ascjax import logs
     logs.quiet()   # orbax/TFDS/JAX INFO lines only with --verbosity=1

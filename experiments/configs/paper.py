@@ -248,6 +248,7 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
     if 'freqmixstyle' in options:      # the field's later standard, beside the paper's method
         config.train.augment.freq_mixstyle = 0.4
         config.train.augment.freq_mixstyle_alpha = 0.3
+        config.paper = ml_collections.ConfigDict()   # no such row in the paper: no numbers to set
     if 'demo' in options:              # `make demo`: minutes on a laptop CPU
         config.data.preset = 'demo'
         config.data.clip_seconds = 3.0             # the first 3 s of each clip: 130 frames

@@ -1,0 +1,41 @@
+"""The ablation report: pooled seed points per group, claims judged against two standard errors."""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'tools'))
+import ablation_report  # noqa: E402
+from tests.test_evaluation import _results  # noqa: E402
+
+
+def _pooled(per_seed_correct):
+    from ascjax import evaluation
+    return evaluation.pool([_results(c) for c in per_seed_correct])
+
+
+def test_group_means_and_claims_that_hold_or_are_not_resolved():
+    none = _pooled([(8, 8, 8, 8, 8, 8, 4, 4, 4), (8, 8, 8, 8, 8, 8, 5, 5, 5)])
+    resnorm = _pooled([(8, 8, 8, 8, 8, 8, 7, 7, 7), (8, 8, 8, 8, 8, 8, 8, 8, 8)])
+    freqin = _pooled([(9, 9, 9, 9, 9, 9, 6, 6, 6), (7, 7, 7, 7, 7, 7, 5, 5, 5)])
+    np.testing.assert_allclose(ablation_report.per_seed_group(none, 'unseen'), [40, 50])
+    np.testing.assert_allclose(ablation_report.per_seed_group(freqin, 'seen'), [90, 70])
+    diff, se = ablation_report.margin(np.array([70., 80.]), np.array([40., 50.]))
+    assert diff == 30 and np.isclose(se, np.sqrt(50 / 2 + 50 / 2))
+    md = ablation_report.claims_table({'mod1': none, 'mod1_resnorm': resnorm,
+                                       'mod1_freqin': freqin})
+    lines = {line.split(' | ')[0].lstrip('| '): line for line in md.splitlines()}
+    assert '| +30.0 ± 7.1 | yes |' in lines['ResNorm beats no normalisation on unseen devices '
+                                           '(unseen)']
+    # seen: FreqIN 80 +- 14 against 80 +- 0: no difference to speak of
+    assert 'not resolved' in lines['FreqIN loses on seen devices against no normalisation (seen)']
+    assert 'not run' in lines['Freq-MixStyle (not in the paper) beats no normalisation on unseen '
+                              'devices (unseen)']
+
+
+def test_paper_group_means_need_every_device():
+    assert ablation_report.paper_group({'S4': 50, 'S5': 52, 'S6': 48}, 'unseen') == 50
+    assert ablation_report.paper_group({'S4': 50}, 'unseen') is None
+    assert ablation_report.paper_group({}, 'seen') is None

@@ -1,0 +1,177 @@
+"""The synthetic ablation's report: a sweep of seed points pooled per group, set against the paper.
+
+    python tools/ablation_report.py --sweep=experiments/sweeps/synthetic_ablation.py \
+        --root=runs/ablation [--eval_step=4080] > report.md
+
+Prints, in markdown: the paper's table over the groups (accuracy, mean ± std per device, the
+paper's row and ours - paper under each; log loss), seen / unseen / overall means with std, the
+convergence check (each group at `--eval_step` against its final step, the change against the
+seed std) and each of the paper's claims with its margin against two standard errors. Groups
+with no finished point are left out and named; nothing is trained here (the checkpoint at
+`--eval_step` is evaluated once and kept as results_step{N}.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+from absl import app, flags
+
+from ascjax import evaluation, sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    text: str
+    better: str            # the group that should score higher
+    worse: str
+    group: str             # 'seen' | 'unseen'
+
+
+# The paper's claims (Kim et al., §4; REFERENCE.md §0), each as "better beats worse on group".
+CLAIMS = (
+    Claim('ResNorm beats no normalisation on unseen devices', 'mod1_resnorm', 'mod1', 'unseen'),
+    Claim('FreqIN gains on unseen devices over no normalisation', 'mod1_freqin', 'mod1', 'unseen'),
+    Claim('FreqIN loses on seen devices against no normalisation', 'mod1', 'mod1_freqin', 'seen'),
+    Claim('Pre-ResNorm keeps seen accuracy better than FreqIN', 'mod1_preresnorm', 'mod1_freqin',
+          'seen'),
+    Claim('ResNorm keeps seen accuracy better than FreqIN', 'mod1_resnorm', 'mod1_freqin', 'seen'),
+    Claim('Freq-MixStyle (not in the paper) beats no normalisation on unseen devices',
+          'mod1_freqmixstyle', 'mod1', 'unseen'),
+    Claim('Freq-MixStyle on top of ResNorm gains on unseen devices', 'mod1_resnorm_freqmixstyle',
+          'mod1_resnorm', 'unseen'),
+)
+
+
+def per_seed_group(r: dict, group: str) -> np.ndarray:
+    """Per seed, the mean accuracy over the group's devices (seen: A-S3, unseen: S4-S6), or
+    'overall'."""
+    acc = r['per_seed']['accuracy']
+    if group == 'overall':
+        return np.asarray(acc['overall'])
+    devices = evaluation.SEEN if group == 'seen' else evaluation.UNSEEN
+    return np.mean([acc[d] for d in devices], axis=0)
+
+
+def paper_group(paper: dict, group: str) -> float | None:
+    devices = evaluation.SEEN if group == 'seen' else evaluation.UNSEEN
+    if not paper or any(paper.get(d) is None for d in devices):
+        return None
+    return float(np.mean([paper[d] for d in devices]))
+
+
+def _std(x) -> float:
+    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
+def margin(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """mean(a) - mean(b) and its standard error (Welch: sqrt(var_a / n_a + var_b / n_b))."""
+    var = lambda x: np.var(x, ddof=1) / len(x) if len(x) > 1 else np.nan
+    return float(np.mean(a) - np.mean(b)), float(np.sqrt(var(a) + var(b)))
+
+
+def pooled_groups(points, root: str) -> tuple[dict, dict, list[str]]:
+    """{group: pooled results}, {group: its points' workdirs}, groups without a finished point.
+    The paper's numbers come from the point's config (a Freq-MixStyle row has none)."""
+    configs = dict(zip((p.name for p in points), sweep.check(points, root)))
+    runs, dirs, missing = {}, {}, []
+    for p in points:
+        group = p.group or p.name
+        runs.setdefault(group, [])
+        dirs.setdefault(group, [])
+        if sweep.state(p, root)[0] == 'done':
+            workdir = os.path.join(root, p.name)
+            r = evaluation.load(workdir)[1]
+            runs[group].append({**r, 'paper': configs[p.name].paper.to_dict() or None})
+            dirs[group].append(workdir)
+    pooled = {}
+    for group, rs in runs.items():
+        if rs:
+            pooled[group] = evaluation.pool(rs)
+        else:
+            missing.append(group)
+    return pooled, dirs, missing
+
+
+def group_table(pooled: dict) -> str:
+    lines = ['| row | seeds | seen | unseen | seen - unseen | overall | log loss | '
+             'paper seen | paper unseen | paper overall |', '|' + '---|' * 10]
+    for group, r in pooled.items():
+        s, u, o = (per_seed_group(r, g) for g in ('seen', 'unseen', 'overall'))
+        paper = r.get('paper') or {}
+        ps, pu = paper_group(paper, 'seen'), paper_group(paper, 'unseen')
+        cell = lambda x: f'{np.mean(x):.1f} ± {_std(x):.1f}'
+        lines.append(f'| {group} | {r["seeds"]} | {cell(s)} | {cell(u)} | {np.mean(s - u):.1f} | '
+                     f'{cell(o)} | {r["log_loss"]["overall"]:.3f} ± '
+                     f'{r["std"]["log_loss"]["overall"]:.3f} | '
+                     + ' | '.join('' if v is None else f'{v:.1f}'
+                                  for v in (ps, pu, paper.get('overall'))) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def convergence_table(pooled: dict, dirs: dict, step: int) -> str:
+    from ascjax.tasks import evaluate
+    lines = [f'| row | overall at step {step} | final | change | seed std (final) | '
+             'change < std |', '|' + '---|' * 6]
+    for group, r in pooled.items():
+        early = np.asarray([evaluate.step_results(d, step)['accuracy']['overall']
+                            for d in dirs[group]])
+        final = per_seed_group(r, 'overall')
+        change, std = float(np.mean(final - early)), _std(final)
+        lines.append(f'| {group} | {np.mean(early):.1f} | {np.mean(final):.1f} | '
+                     f'{change:+.1f} | {std:.1f} | {"yes" if abs(change) < std else "no"} |')
+    return '\n'.join(lines) + '\n'
+
+
+def claims_table(pooled: dict) -> str:
+    lines = ['| claim | ours: difference ± SE | holds here (difference > 2 SE) | '
+             'paper\'s difference |',
+             '|---|---|---|---|']
+    for c in CLAIMS:
+        if c.better not in pooled or c.worse not in pooled:
+            lines.append(f'| {c.text} ({c.group}) | not run | | |')
+            continue
+        diff, se = margin(per_seed_group(pooled[c.better], c.group),
+                          per_seed_group(pooled[c.worse], c.group))
+        verdict = ('yes' if diff > 2 * se else 'reversed' if diff < -2 * se else
+                   'not resolved')
+        pb, pw = (paper_group(pooled[g].get('paper') or {}, c.group) for g in (c.better, c.worse))
+        paper = '' if pb is None or pw is None else f'{pb - pw:+.1f}'
+        lines.append(f'| {c.text} ({c.group}) | {diff:+.1f} ± {se:.1f} | {verdict} | {paper} |')
+    return '\n'.join(lines) + '\n'
+
+
+def report(points, root: str, eval_step: int | None) -> str:
+    pooled, dirs, missing = pooled_groups(points, root)
+    params = {g: r.get('params') for g, r in pooled.items()}
+    parts = ['Accuracy (%), mean ± std over seeds\n', evaluation.table(pooled, params),
+             '\nLog loss\n', evaluation.table(pooled, params, 'log_loss'),
+             '\nDevice groups (seen: A, B, C, S1-S3; unseen: S4-S6), accuracy %, mean ± std '
+             'over seeds\n', group_table(pooled),
+             '\nThe paper\'s claims (difference of means, Welch standard error over seeds)\n',
+             claims_table(pooled)]
+    if eval_step:
+        parts += ['\nConvergence: overall accuracy at the checkpoint of step '
+                  f'{eval_step} and at the end\n', convergence_table(pooled, dirs, eval_step)]
+    if missing:
+        parts.append(f'\nNot run (no finished point): {", ".join(missing)}\n')
+    return '\n'.join(parts)
+
+
+def main(argv):
+    from ascjax import logs
+    logs.quiet()
+    del argv
+    points = sweep.load_sweep(FLAGS.sweep)
+    print(report(points, FLAGS.root, FLAGS.eval_step or None))
+
+
+if __name__ == '__main__':
+    FLAGS = flags.FLAGS
+    flags.DEFINE_string('sweep', None, 'The sweep file.', required=True)
+    flags.DEFINE_string('root', None, 'The sweep folder.', required=True)
+    flags.DEFINE_integer('eval_step', 0, 'Also evaluate every point at this checkpoint step '
+                         '(the convergence check; 0: off).')
+    app.run(main)
