@@ -7,9 +7,9 @@
 
 A sweep file defines `get_sweep()`, a list of points, each a dict:
 
-    {'name': 'resnorm_lambda0.2',                              # workdir ROOT/name
+    {'name': 'resnorm_lambda0.2.s1',                           # workdir ROOT/name
      'config': 'experiments/configs/paper.py:mod1_resnorm',    # the --config value
-     'overrides': {'model.norm_lambda': 0.2, 'num_seeds': 3},  # --config.KEY=VALUE flags
+     'overrides': {'model.norm_lambda': 0.2, 'seed': 1},       # --config.KEY=VALUE flags
      'group': 'resnorm_lambda0.2'}                             # optional: see 4.
 
 The runner
