@@ -313,22 +313,25 @@ def run(points: Sequence[Point], root: str, extra: Sequence[str] = (),
             print(f'{head}: {problems[p.name]}', flush=True)
         else:
             todo.append((head, p, make_command(p, root, extra), os.path.join(root, p.name, LOG)))
-    if launcher == 'local':
-        def one(item):
-            head, p, argv, log = item
-            print(f'{head}: running, log {log}', flush=True)
-            start = time.time()
-            return item, run_logged(argv, log, env), time.time() - start
-        with concurrent.futures.ThreadPoolExecutor(max(int(parallel), 1)) as pool:
-            finished = list(pool.map(one, todo))
-    else:
-        finished = _submit(todo, root, launcher, cluster or {}, env)
-    for (head, p, _, log), rc, took in finished:
+    def report(item, rc: int, took: float) -> None:   # as each point ends
+        head, p, _, log = item
         if rc == 0 and os.path.exists(os.path.join(root, p.name, RESULTS)):
             print(f'{head}: finished in {took:.0f} s', flush=True)
         else:
             problems[p.name] = f'failed (exit status {rc}) after {took:.0f} s; log {log}'
             print(f'{head}: {problems[p.name]}', flush=True)
+
+    if launcher == 'local':
+        def one(item):
+            head, _, argv, log = item
+            print(f'{head}: running, log {log}', flush=True)
+            start = time.time()
+            report(item, run_logged(argv, log, env), time.time() - start)
+        with concurrent.futures.ThreadPoolExecutor(max(int(parallel), 1)) as pool:
+            list(pool.map(one, todo))
+    else:
+        for item, rc, took in _submit(todo, root, launcher, cluster or {}, env):
+            report(item, rc, took)
     return problems
 
 
