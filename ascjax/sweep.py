@@ -292,6 +292,13 @@ def run_logged(argv: Sequence[str], log: str, env: dict | None = None) -> int:
 LAUNCHERS = ('local', 'slurm', 'submitit_local')
 
 
+def _say(line: str) -> None:
+    """One whole line to stdout: points running side by side report from their own threads, and
+    print() writes a line and its newline apart."""
+    sys.stdout.write(line + '\n')
+    sys.stdout.flush()
+
+
 def run(points: Sequence[Point], root: str, extra: Sequence[str] = (),
         env: dict | None = None, parallel: int = 1, launcher: str = 'local',
         cluster: dict | None = None, make_command=command) -> dict[str, str]:
@@ -316,15 +323,15 @@ def run(points: Sequence[Point], root: str, extra: Sequence[str] = (),
     def report(item, rc: int, took: float) -> None:   # as each point ends
         head, p, _, log = item
         if rc == 0 and os.path.exists(os.path.join(root, p.name, RESULTS)):
-            print(f'{head}: finished in {took:.0f} s', flush=True)
+            _say(f'{head}: finished in {took:.0f} s')
         else:
             problems[p.name] = f'failed (exit status {rc}) after {took:.0f} s; log {log}'
-            print(f'{head}: {problems[p.name]}', flush=True)
+            _say(f'{head}: {problems[p.name]}')
 
     if launcher == 'local':
         def one(item):
             head, _, argv, log = item
-            print(f'{head}: running, log {log}', flush=True)
+            _say(f'{head}: running, log {log}')
             start = time.time()
             report(item, run_logged(argv, log, env), time.time() - start)
         with concurrent.futures.ThreadPoolExecutor(max(int(parallel), 1)) as pool:
