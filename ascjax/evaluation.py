@@ -32,7 +32,7 @@ def device_name(device_id: int) -> str:
     return layout.EVAL_DEVICES[device_id].upper() if device_id >= 0 else 'unknown'
 
 
-def _std(values: list[float]) -> float:
+def seed_std(values: list[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
@@ -65,7 +65,7 @@ def results(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -> dict
                            for c in range(num_classes) if np.any(labels == c)},
         'confusion': confusion.tolist(),
         'seeds': k,
-        'std': {metric: {g: _std(v) for g, v in per_seed[metric].items()} for metric in per_seed},
+        'std': {metric: {g: seed_std(v) for g, v in per_seed[metric].items()} for metric in per_seed},
         'per_seed': per_seed,
     }
 
@@ -94,7 +94,7 @@ def pool(runs: Sequence[dict]) -> dict:
                                for c in runs[0]['class_accuracy']},
             'confusion': np.sum([r['confusion'] for r in runs], axis=0).tolist(),
             'seeds': seeds,
-            'std': {metric: {g: _std(v) for g, v in values.items()}
+            'std': {metric: {g: seed_std(v) for g, v in values.items()}
                     for metric, values in per_seed.items()},
             'per_seed': per_seed}
 
@@ -254,15 +254,26 @@ def load(workdir: str) -> tuple[str, dict, int | None]:
 SEEN, UNSEEN = ('A', 'B', 'C', 'S1', 'S2', 'S3'), ('S4', 'S5', 'S6')
 
 
+def group_per_seed(r: dict, group: str, metric: str = 'accuracy') -> np.ndarray | None:
+    """Per seed, the mean of `metric` over the group's devices ('seen': A, B, C, S1-S3;
+    'unseen': S4-S6) or its 'overall' value; None when the run lacks one of the devices."""
+    per_seed = r.get('per_seed', {}).get(metric) or {g: [v] for g, v in r[metric].items()}
+    if group == 'overall':
+        return np.asarray(per_seed['overall'], np.float64)
+    devices = SEEN if group == 'seen' else UNSEEN
+    if not all(d in per_seed for d in devices):
+        return None
+    return np.mean([per_seed[d] for d in devices], axis=0)
+
+
 def seen_unseen(r: dict, metric: str = 'accuracy') -> dict[str, tuple[float, float]]:
     """Mean over seen (A, B, C, S1-S3) and unseen (S4-S6) devices, per seed, then mean and std
     over seeds: {'seen': (mean, std), 'unseen': (mean, std)} for the groups the run has."""
-    per_seed = r.get('per_seed', {}).get(metric) or {g: [v] for g, v in r[metric].items()}
     out = {}
-    for name, group in (('seen', SEEN), ('unseen', UNSEEN)):
-        if all(d in per_seed for d in group):
-            values = np.mean([per_seed[d] for d in group], axis=0)
-            out[name] = (float(np.mean(values)), _std(list(values)))
+    for name in ('seen', 'unseen'):
+        values = group_per_seed(r, name, metric)
+        if values is not None:
+            out[name] = (float(np.mean(values)), seed_std(list(values)))
     return out
 
 

@@ -464,16 +464,21 @@ def collect(points: Sequence[Point], root: str) -> dict[str, str]:
     return problems
 
 
+def groups(points: Sequence[Point]) -> dict[str, list[str]]:
+    """{group: the names of its points}, in sweep order; points without a group are left out."""
+    out = {}
+    for p in points:
+        if p.group is not None:
+            out.setdefault(p.group, []).append(p.name)
+    return out
+
+
 def group_tables(points: Sequence[Point], finished: dict[str, dict],
                  params: dict[str, int | None]) -> list[str]:
     """results.md's pooled tables: every group's finished points as one row, mean ± std over all
     their seeds (`evaluation.pool`), with how many of the group's points it holds."""
-    groups = {}
-    for p in points:
-        if p.group is not None:
-            groups.setdefault(p.group, []).append(p.name)
     pooled, pooled_params = {}, {}
-    for group, names in groups.items():
+    for group, names in groups(points).items():
         done = [n for n in names if n in finished]
         if done:
             label = group + ('' if len(done) == len(names) else f' ({len(done)}/{len(names)} points)')

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 import numpy as np
 from absl import app, flags
 
 from ascjax import evaluation, sweep
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare_torch  # noqa: E402  (its Welch standard error; tools/ is not a package)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +50,11 @@ CLAIMS = (
 
 
 def per_seed_group(r: dict, group: str) -> np.ndarray:
-    """Per seed, the mean accuracy over the group's devices (seen: A-S3, unseen: S4-S6), or
-    'overall'."""
-    acc = r['per_seed']['accuracy']
-    if group == 'overall':
-        return np.asarray(acc['overall'])
-    devices = evaluation.SEEN if group == 'seen' else evaluation.UNSEEN
-    return np.mean([acc[d] for d in devices], axis=0)
+    """Per seed, the mean accuracy over the group's devices (seen / unseen), or 'overall'."""
+    return evaluation.group_per_seed(r, group)
+
+
+margin = compare_torch.welch_se   # mean(a) - mean(b) and its Welch standard error
 
 
 def paper_group(paper: dict, group: str) -> float | None:
@@ -62,30 +64,18 @@ def paper_group(paper: dict, group: str) -> float | None:
     return float(np.mean([paper[d] for d in devices]))
 
 
-def _std(x) -> float:
-    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
-
-
-def margin(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """mean(a) - mean(b) and its standard error (Welch: sqrt(var_a / n_a + var_b / n_b))."""
-    var = lambda x: np.var(x, ddof=1) / len(x) if len(x) > 1 else np.nan
-    return float(np.mean(a) - np.mean(b)), float(np.sqrt(var(a) + var(b)))
-
-
 def pooled_groups(points, root: str) -> tuple[dict, dict, list[str]]:
     """{group: pooled results}, {group: its points' workdirs}, groups without a finished point.
     The paper's numbers come from the point's config (a Freq-MixStyle row has none)."""
-    configs = dict(zip((p.name for p in points), sweep.check(points, root)))
+    by_name = {p.name: p for p in points}
+    configs = dict(zip(by_name, sweep.check(points, root)))
+    members = {**{p.name: [p.name] for p in points if p.group is None}, **sweep.groups(points)}
     runs, dirs, missing = {}, {}, []
-    for p in points:
-        group = p.group or p.name
-        runs.setdefault(group, [])
-        dirs.setdefault(group, [])
-        if sweep.state(p, root)[0] == 'done':
-            workdir = os.path.join(root, p.name)
-            r = evaluation.load(workdir)[1]
-            runs[group].append({**r, 'paper': configs[p.name].paper.to_dict() or None})
-            dirs[group].append(workdir)
+    for group, names in members.items():
+        done = [n for n in names if sweep.state(by_name[n], root)[0] == 'done']
+        dirs[group] = [os.path.join(root, n) for n in done]
+        runs[group] = [{**evaluation.load(d)[1], 'paper': configs[n].paper.to_dict() or None}
+                       for n, d in zip(done, dirs[group])]
     pooled = {}
     for group, rs in runs.items():
         if rs:
@@ -102,7 +92,7 @@ def group_table(pooled: dict) -> str:
         s, u, o = (per_seed_group(r, g) for g in ('seen', 'unseen', 'overall'))
         paper = r.get('paper') or {}
         ps, pu = paper_group(paper, 'seen'), paper_group(paper, 'unseen')
-        cell = lambda x: f'{np.mean(x):.1f} ± {_std(x):.1f}'
+        cell = lambda x: f'{np.mean(x):.1f} ± {evaluation.seed_std(x):.1f}'
         lines.append(f'| {group} | {r["seeds"]} | {cell(s)} | {cell(u)} | {np.mean(s - u):.1f} | '
                      f'{cell(o)} | {r["log_loss"]["overall"]:.3f} ± '
                      f'{r["std"]["log_loss"]["overall"]:.3f} | '
@@ -119,7 +109,7 @@ def convergence_table(pooled: dict, dirs: dict, step: int) -> str:
         early = np.asarray([evaluate.step_results(d, step)['accuracy']['overall']
                             for d in dirs[group]])
         final = per_seed_group(r, 'overall')
-        change, std = float(np.mean(final - early)), _std(final)
+        change, std = float(np.mean(final - early)), evaluation.seed_std(final)
         lines.append(f'| {group} | {np.mean(early):.1f} | {np.mean(final):.1f} | '
                      f'{change:+.1f} | {std:.1f} | {"yes" if abs(change) < std else "no"} |')
     return '\n'.join(lines) + '\n'

@@ -104,13 +104,21 @@ def interval(values: list[float]) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    """mean(a) - mean(b) and its 95% Welch interval."""
+def welch_se(a, b) -> tuple[float, float]:
+    """mean(a) - mean(b) and its Welch standard error, sqrt(var_a / n_a + var_b / n_b) (nan with
+    fewer than 2 values on a side)."""
     diff = float(np.mean(a) - np.mean(b))
     if len(a) < 2 or len(b) < 2:
+        return diff, float('nan')
+    return diff, float(np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its 95% Welch interval."""
+    diff, se = welch_se(a, b)
+    if np.isnan(se):
         return diff, float('nan'), float('nan')
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = np.sqrt(va + vb)
     if se == 0:
         return diff, diff, diff
     dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))

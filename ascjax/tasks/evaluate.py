@@ -8,6 +8,9 @@ split; results_<split>.json/.md and plots_<split>/ for another split (test resul
 
 from __future__ import annotations
 
+import json
+import os
+
 from ascjax import evaluation
 from ascjax import run as run_lib
 
@@ -27,8 +30,6 @@ def step_results(workdir: str, step: int, split: str = 'test') -> dict:
     """The results of `workdir`'s checkpoint at `step` on `split`, kept in
     results_step{step}.json (computed on the first call; an earlier point of a run, e.g. for a
     convergence check, without touching the run's own results.json)."""
-    import json
-    import os
     path = os.path.join(workdir, f'results_step{step}.json')
     if os.path.exists(path):
         with open(path) as f:
