@@ -39,3 +39,4 @@ def test_paper_group_means_need_every_device():
     assert ablation_report.paper_group({'S4': 50, 'S5': 52, 'S6': 48}, 'unseen') == 50
     assert ablation_report.paper_group({'S4': 50}, 'unseen') is None
     assert ablation_report.paper_group({}, 'seen') is None
+    assert ablation_report.paper_group({'overall': 69.5}, 'overall') == 69.5

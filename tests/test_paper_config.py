@@ -84,7 +84,7 @@ def test_unknown_option_is_refused_with_the_valid_ones():
         paper.get_config('mod1,dmeo')
     for option in ('runlocal', 'demo', 'prune', 'qat'):
         assert f'{option}:' in str(e.value)
-    assert set(paper.OPTIONS) == {'runlocal', 'demo', 'prune', 'qat', 'freqmixstyle'}
+    assert set(paper.OPTIONS) == {'runlocal', 'demo', 'prune', 'qat', 'freqmixstyle', 'translator'}
     with pytest.raises(ValueError, match='unknown row'):
         paper.get_config('mod9')
     assert paper.get_config('mod8_resnorm_kd_compressed,prune,runlocal').train.batch_size == 16
@@ -149,8 +149,11 @@ def test_configs_load_from_outside_the_repository(tmp_path):
     assert proc.stdout.strip() == 'translator'
 
 
-def test_freqmixstyle_rows_carry_no_paper_numbers():
-    """The paper has no Freq-MixStyle row: its tables must not set the row's numbers under it."""
+def test_rows_the_paper_did_not_run_carry_no_paper_numbers():
+    """The paper has no Freq-MixStyle row and no Mod-1 + translator row: tables must not set the
+    base row's numbers under them."""
     config = paper.get_config('mod1_resnorm,freqmixstyle')
     assert config.train.augment.freq_mixstyle == 0.4 and not config.paper
+    config = paper.get_config('mod1_resnorm,translator')
+    assert config.translator.required and not config.paper
     assert paper.get_config('mod1_resnorm').paper.overall == 65.8

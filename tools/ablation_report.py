@@ -31,7 +31,7 @@ class Claim:
     text: str
     better: str            # the group that should score higher
     worse: str
-    group: str             # 'seen' | 'unseen'
+    group: str             # 'seen' | 'unseen' | 'overall'
 
 
 # The paper's claims (Kim et al., §4; REFERENCE.md §0), each as "better beats worse on group".
@@ -46,6 +46,12 @@ CLAIMS = (
           'mod1_freqmixstyle', 'mod1', 'unseen'),
     Claim('Freq-MixStyle on top of ResNorm gains on unseen devices', 'mod1_resnorm_freqmixstyle',
           'mod1_resnorm', 'unseen'),
+    Claim('Mod-8 beats Mod-1', 'mod8', 'mod1', 'overall'),
+    Claim('Mod-8 + ResNorm beats Mod-1 + ResNorm', 'mod8_resnorm', 'mod1_resnorm', 'overall'),
+    Claim('ResNorm beats no normalisation on unseen devices, Mod-8', 'mod8_resnorm', 'mod8',
+          'unseen'),
+    Claim('The device translator gains on unseen devices (paper: Mod-8, +0.7)',
+          'mod1_resnorm_translator', 'mod1_resnorm', 'unseen'),
 )
 
 
@@ -58,6 +64,8 @@ margin = compare_torch.welch_se   # mean(a) - mean(b) and its Welch standard err
 
 
 def paper_group(paper: dict, group: str) -> float | None:
+    if group == 'overall':
+        return (paper or {}).get('overall')
     devices = evaluation.SEEN if group == 'seen' else evaluation.UNSEEN
     if not paper or any(paper.get(d) is None for d in devices):
         return None

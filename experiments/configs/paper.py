@@ -94,6 +94,8 @@ OPTIONS = {
     'prune': 'phase 2 of mod8_resnorm_kd_compressed: fine-tune with 89% of the kernels pruned',
     'qat': 'phase 3 of mod8_resnorm_kd_compressed: 8-bit QAT fine-tune, pruned zeros kept',
     'freqmixstyle': 'add Freq-MixStyle (p 0.4, alpha 0.3, CPJKU; not in the paper) to the row',
+    'translator': 'add the device translator of --config.translator.workdir (required) to a row '
+                  'the paper ran without it',
 }
 
 
@@ -249,6 +251,9 @@ def get_config(arg: str = 'mod8_resnorm') -> ml_collections.ConfigDict:
         config.train.augment.freq_mixstyle = 0.4
         config.train.augment.freq_mixstyle_alpha = 0.3
         config.paper = ml_collections.ConfigDict()   # no such row in the paper: no numbers to set
+    if 'translator' in options:        # e.g. Mod-1 + ResNorm + translator: no such paper row
+        config.translator.required = True
+        config.paper = ml_collections.ConfigDict()
     if 'demo' in options:              # `make demo`: minutes on a laptop CPU
         config.data.preset = 'demo'
         config.data.clip_seconds = 3.0             # the first 3 s of each clip: 130 frames

@@ -1,9 +1,15 @@
 """The synthetic ablation (experiments/synthetic_ablation.md) through the one training loop: the
-five Mod-1 normalisation rows of the paper and Freq-MixStyle without and with ResNorm, 3 seeds
-each, on the `full` preset of generator v2, with the 60-epoch recipe of the PyTorch parity runs
+five Mod-1 normalisation rows of the paper, Freq-MixStyle without and with ResNorm, Mod-8 without
+and with ResNorm, and Mod-1 + ResNorm with the device translator, 3 seeds each, on the `full`
+preset of generator v2, with the 60-epoch recipe of the PyTorch parity runs
 (experiments/torch_parity.sh: 3-s crops, 64 mel bands, batch 32, no SpecAugment, a checkpoint
 kept at 80% of the steps for the convergence check).
 
+The translator rows need the translator trained first, on the same features:
+
+    python -m ascjax.tasks.translator --config=experiments/configs/translator.py:small \
+        --workdir=runs/translator_v2 --config.data.clip_seconds=3 \
+        --config.data.front_end.n_mels=64
     python -m ascjax.sweep --sweep=experiments/sweeps/synthetic_ablation.py --root=runs/ablation
 
 Seed s of a row is its own point (`config.seed = s`, one seed per process: on CPU that is faster
@@ -23,7 +29,11 @@ ROWS = {
     'mod1_resnorm': 'mod1_resnorm',
     'mod1_freqmixstyle': 'mod1,freqmixstyle',
     'mod1_resnorm_freqmixstyle': 'mod1_resnorm,freqmixstyle',
+    'mod8': 'mod8',
+    'mod8_resnorm': 'mod8_resnorm',
+    'mod1_resnorm_translator': 'mod1_resnorm,translator',
 }
+TRANSLATOR = 'runs/translator_v2'   # the translator's workdir (command above)
 SEEDS = 3
 SETTING = {'data.preset': 'full', 'data.clip_seconds': 3.0, 'data.front_end.n_mels': 64,
            'train.batch_size': 32, 'train.num_epochs': 60, 'train.warmup_epochs': 2.0,
@@ -34,5 +44,6 @@ SETTING = {'data.preset': 'full', 'data.clip_seconds': 3.0, 'data.front_end.n_me
 def get_sweep():
     return [{'name': f'{name}.s{seed}', 'group': name,
              'config': f'experiments/configs/paper.py:{row}',
-             'overrides': {**SETTING, 'seed': seed}}
+             'overrides': {**SETTING, 'seed': seed,
+                           **({'translator.workdir': TRANSLATOR} if 'translator' in row else {})}}
             for name, row in ROWS.items() for seed in range(SEEDS)]
