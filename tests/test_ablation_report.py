@@ -40,3 +40,15 @@ def test_paper_group_means_need_every_device():
     assert ablation_report.paper_group({'S4': 50}, 'unseen') is None
     assert ablation_report.paper_group({}, 'seen') is None
     assert ablation_report.paper_group({'overall': 69.5}, 'overall') == 69.5
+
+
+def test_a_single_seed_side_is_judged_with_the_other_sides_spread():
+    """Mod-8 with one seed against Mod-1 with two: the SE takes Mod-1's spread for both sides."""
+    mod1 = _pooled([(8, 8, 8, 8, 8, 8, 4, 4, 4), (8, 8, 8, 8, 8, 8, 5, 5, 5)])   # overall 66.7, 70
+    mod8 = _pooled([(9, 9, 9, 9, 9, 9, 9, 9, 9)])                               # overall 90
+    a, b = (ablation_report.per_seed_group(r, 'overall') for r in (mod8, mod1))
+    assert np.isclose(ablation_report.one_seed_se(a, b),
+                      np.std(b, ddof=1) * np.sqrt(1 + 1 / 2))
+    md = ablation_report.claims_table({'mod1': mod1, 'mod8': mod8})
+    line = next(x for x in md.splitlines() if x.startswith('| Mod-8 beats Mod-1 (overall)'))
+    assert '| yes (1 seed on a side' in line and 'nan' not in line

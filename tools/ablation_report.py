@@ -123,6 +123,13 @@ def convergence_table(pooled: dict, dirs: dict, step: int) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def one_seed_se(a, b) -> float:
+    """The standard error of mean(a) - mean(b) when one side has a single seed: both sides taken
+    to spread as the side with several seeds does, s * sqrt(1/n_a + 1/n_b)."""
+    s = evaluation.seed_std(a if len(a) > 1 else b)
+    return float(s * np.sqrt(1 / len(a) + 1 / len(b)))
+
+
 def claims_table(pooled: dict) -> str:
     lines = ['| claim | ours: difference ± SE | holds here (difference > 2 SE) | '
              'paper\'s difference |',
@@ -131,10 +138,13 @@ def claims_table(pooled: dict) -> str:
         if c.better not in pooled or c.worse not in pooled:
             lines.append(f'| {c.text} ({c.group}) | not run | | |')
             continue
-        diff, se = margin(per_seed_group(pooled[c.better], c.group),
-                          per_seed_group(pooled[c.worse], c.group))
+        a, b = (per_seed_group(pooled[g], c.group) for g in (c.better, c.worse))
+        diff, se = margin(a, b)
+        note = ''
+        if np.isnan(se) and max(len(a), len(b)) > 1:   # one seed on a side: its spread unknown
+            se, note = one_seed_se(a, b), ' (1 seed on a side: SE from the other\'s spread)'
         verdict = ('yes' if diff > 2 * se else 'reversed' if diff < -2 * se else
-                   'not resolved')
+                   'not resolved') + note
         pb, pw = (paper_group(pooled[g].get('paper') or {}, c.group) for g in (c.better, c.worse))
         paper = '' if pb is None or pw is None else f'{pb - pw:+.1f}'
         lines.append(f'| {c.text} ({c.group}) | {diff:+.1f} ± {se:.1f} | {verdict} | {paper} |')
