@@ -41,13 +41,20 @@ def test_repository_sweeps_load_and_check():
                                                  ('mod1_resnorm.s0', 'mod1_resnorm'),
                                                  ('mod1_resnorm.s1', 'mod1_resnorm')]
     ablation = sweep.load_sweep(os.path.join(REPO, 'experiments/sweeps/synthetic_ablation.py'))
-    assert len(ablation) == 21 and len({p.group for p in ablation}) == 7
+    assert len(ablation) == 30 and len({p.group for p in ablation}) == 10
+    converge = sweep.load_sweep(os.path.join(REPO, 'experiments/sweeps/synthetic_convergence.py'))
     cwd = os.getcwd()
     os.chdir(REPO)   # config paths are relative to the repository root
     try:
-        configs = sweep.check(points + lam + demo + ablation, '/tmp/root')
-        assert [c.seed for c in configs[-21:-18]] == [0, 1, 2]
+        configs = sweep.check(points + lam + demo + ablation + converge, '/tmp/root')
+        first = len(points + lam + demo)
+        assert [c.seed for c in configs[first:first + 3]] == [0, 1, 2]
         assert all(c.num_seeds == 1 and c.data.preset == 'demo' for c in configs[9:13])
+        translated = [c for c, p in zip(configs[first:], ablation) if 'translator' in p.name]
+        assert len(translated) == 3 and all(c.translator.workdir and c.translator.required
+                                            and not c.paper for c in translated)
+        assert [c.train.num_epochs for c in configs[-3:]] == [120] * 3
+        assert [c.train.checkpoint_every_steps for c in configs[-3:]] == [8160] * 3
     finally:
         os.chdir(cwd)
 

@@ -118,8 +118,9 @@ def convergence_table(pooled: dict, dirs: dict, step: int) -> str:
                             for d in dirs[group]])
         final = per_seed_group(r, 'overall')
         change, std = float(np.mean(final - early)), evaluation.seed_std(final)
+        verdict = ('yes' if abs(change) < std else 'no') if len(final) > 1 else '1 seed: no std'
         lines.append(f'| {group} | {np.mean(early):.1f} | {np.mean(final):.1f} | '
-                     f'{change:+.1f} | {std:.1f} | {"yes" if abs(change) < std else "no"} |')
+                     f'{change:+.1f} | {std:.1f} | {verdict} |')
     return '\n'.join(lines) + '\n'
 
 
