@@ -24,5 +24,6 @@ def get_sweep():
              'config': f'experiments/configs/paper.py:{synthetic_ablation.ROWS[name]}',
              'overrides': {**synthetic_ablation.SETTING, 'seed': seed,
                            'train.num_epochs': EPOCHS,
-                           'train.checkpoint_every_steps': EPOCHS * 85 * 4 // 5}}
+                           'train.checkpoint_every_steps':
+                               EPOCHS * synthetic_ablation.STEPS_PER_EPOCH * 4 // 5}}
             for name, seeds in ROWS.items() for seed in seeds]
