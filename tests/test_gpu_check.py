@@ -23,6 +23,6 @@ def test_gpu_check_runs_on_cpu_and_writes_every_section(tmp_path):
     names = [r['name'] for r in results['records']]
     for prefix in ('train step: Mod-1+ResNorm', 'train step: Mod-8+ResNorm',
                    'inference: Mod-1+ResNorm', 'seed-parallel train step: Mod-1+ResNorm, K=8',
-                   'compile:', 'translator'):
+                   'compile:', 'translator', 'training loop: mod1_resnorm'):
         assert any(prefix in n for n in names), (prefix, names)
     assert results['section_wall_s']['total'] > 0 and results['targets']

@@ -197,6 +197,27 @@ def test_shift_and_xla_agree_on_blocks(in_width, freq_stride, dilation):
     _assert_same(got, want)
 
 
+
+@pytest.mark.parametrize('remat', ['block', 'dots'])
+def test_remat_keeps_variables_and_numbers(remat):
+    """model.remat changes what the backward pass stores, not what it computes: same variable
+    tree, same logits, statistics and gradients as without it (dropout keys included)."""
+    kwargs = dict(tau=1, norm='resnorm', norm_positions=RESNORM_POSITIONS, conv_impl='shift')
+    plain, remat_model = (create_model('bcresnet_mod', remat=r, **kwargs) for r in ('none', remat))
+    assert (jax.tree.map(jnp.shape, _abstract_variables(plain, MOD1_INPUT))
+            == jax.tree.map(jnp.shape, _abstract_variables(remat_model, MOD1_INPUT)))
+    x = jnp.asarray(np.random.default_rng(1).normal(size=MOD1_INPUT), jnp.float32)
+    variables = _random_variables(plain, MOD1_INPUT)
+    want, got = [jax.jit(lambda v, x, m=m: _train_step_outputs(m, v, x),
+                         compiler_options=FAST_COMPILE)(variables, x)
+                 for m in (plain, remat_model)]
+    _assert_same(got, want)
+
+
+def test_unknown_remat_policy_fails():
+    with pytest.raises(ValueError, match='model.remat'):
+        _abstract_variables(create_model('bcresnet_mod', tau=1, remat='all'), MOD1_INPUT)
+
 # --- dropout, modes, dtypes ----------------------------------------------------------------------
 
 @pytest.fixture(scope='module')

@@ -33,10 +33,13 @@ from collections.abc import Callable
 from absl import app, flags
 
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
-flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'qat', 'compile', 'loop'],
+flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'qat', 'compile', 'loop',
+                           'levers'],
                   'Sections to run (compile_child: internal, one compile measurement).')
 flags.DEFINE_list('train_batch_sizes', ['32'], 'In `models`, the train-step batch sizes (the '
                   'first also gets the xla rows and B = 1 inference; tools/gpu_check.sh: 32,256).')
+flags.DEFINE_string('loop_row', 'mod1_resnorm', 'In `loop`, the paper row (experiments/configs/'
+                    'paper.py) trained; tools/gpu_check.sh: mod8_resnorm.')
 flags.DEFINE_integer('repeats', 3, 'Timed repetitions per measurement (after warm-up).')
 flags.DEFINE_string('data_dir', None, 'Dataset cache (default $ASCJAX_DATA).')
 flags.DEFINE_bool('slow', False, 'Also time the Mod-8 train step with grouped XLA convolutions '
@@ -67,6 +70,8 @@ FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRATCH = {}
+
+TAU20_TRAIN_CLIPS = 13_962   # TAU Urban Acoustic Scenes 2020 Mobile, development train split
 
 
 def environment() -> dict:
@@ -565,11 +570,13 @@ def bench_qat(repeats: int) -> list[dict]:
 
 
 def bench_loop(repeats: int) -> list[dict]:
-    """The real training loop against its bare step (`make demo`'s Mod-1 + ResNorm on the demo
-    set): `ascjax.train`'s code path (tf.data pipeline, jitted step, progress logs, TensorBoard,
-    train_metrics.jsonl, checkpoints), run for N1 and N2 steps in fresh workdirs so that setup,
-    compilation and the final checkpoint cancel: loop s/step = (t(N2) - t(N1)) / (N2 - N1). The
-    bare step is the same jitted program on one device-resident batch."""
+    """The real training loop against its bare step (paper row --loop_row, B = 32, on the demo
+    set at the paper's input, 10-s clips x 256 mels): `ascjax.train`'s code path (tf.data
+    pipeline, jitted step, progress logs, TensorBoard, train_metrics.jsonl, checkpoints), run for
+    N1 and N2 steps in fresh workdirs so that setup, compilation and the final checkpoint cancel:
+    loop s/step = (t(N2) - t(N1)) / (N2 - N1). The bare step is the same jitted program on one
+    device-resident batch. The loop's s/step times TAU20's 13,962 clips / B is the epoch estimate
+    with the pipeline."""
     import shutil
     import tempfile
     import jax
@@ -578,7 +585,8 @@ def bench_loop(repeats: int) -> list[dict]:
     from ascjax.tasks import classifier
     from ascjax.train import feed, loop, mesh as mesh_lib, optim, state as state_lib
     from ascjax import features
-    config = paper.get_config('mod1_resnorm,demo')
+    config = paper.get_config(FLAGS.loop_row)   # data: the demo preset, the paper's input
+    config.train.batch_size = 32
     if FLAGS.data_dir:
         config.data.data_dir = FLAGS.data_dir
     builder = run_lib.open_data(config)
@@ -613,18 +621,102 @@ def bench_loop(repeats: int) -> list[dict]:
     bare = timed(run, max(10, 5 * repeats), warmup=2)
     common = {'batch_size': config.train.batch_size, 'dtype': 'float32',
               'input_shape': list(shape)}
-    return [{'name': 'training loop: Mod-1+ResNorm demo, python -m ascjax.train code path',
-             **common, 'median_s': loop_s, 'steps': [short, long],
+    return [{'name': f'training loop: {FLAGS.loop_row}, python -m ascjax.train code path',
+             **common, 'row': FLAGS.loop_row, 'median_s': loop_s, 'steps': [short, long],
              'wall_s': {str(k): v for k, v in wall.items()},
              'clips_per_s': config.train.batch_size / loop_s,
-             'vs_bare_step': loop_s / bare['median_s']},
-            {'name': 'training loop: Mod-1+ResNorm demo, bare step', **common, **bare,
+             'vs_bare_step': loop_s / bare['median_s'],
+             'tau20_epoch_s': TAU20_TRAIN_CLIPS / config.train.batch_size * loop_s},
+            {'name': f'training loop: {FLAGS.loop_row}, bare step', **common, **bare,
              'clips_per_s': config.train.batch_size / bare['median_s']}]
 
 
+# Section `levers` (issue #17): train-step variants of Mod-8 / Mod-1 + ResNorm (B = 32, 10-s clips)
+# against the baseline, interleaved in one process. name -> model fields over the baseline.
+LEVERS = {'baseline': {}, 'remat=block': {'remat': 'block'}, 'remat=dots': {'remat': 'dots'},
+          'bfloat16 compute': {'dtype': 'bfloat16'}}
+
+
+def _cost(compiled) -> dict:
+    """XLA's cost analysis of a compiled program: GFLOP, GB accessed, temporaries (GB)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    memory = compiled.memory_analysis()
+    return {'gflop': cost.get('flops', 0.0) / 1e9, 'gbytes': cost.get('bytes accessed', 0.0) / 1e9,
+            'temp_gb': getattr(memory, 'temp_size_in_bytes', 0) / 1e9}
+
+
+def machine_floors(repeats: int) -> list[dict]:
+    """What this backend sustains, in XLA: streaming bandwidth (x * a + b over 512 MiB of float32:
+    one read and one write per element) and the matmul rate at the shape of Mod-8's largest
+    convolution (stage 1's transition 1x1, [32 * 128 * 216, 160] x [160, 80])."""
+    import jax
+    import jax.numpy as jnp
+    x = jnp.ones((1 << 27,), jnp.float32)
+    stream = jax.jit(lambda a: a * 1.5 + 0.5)
+    t = timed(lambda: stream(x).block_until_ready(), max(repeats, 5))
+    records = [{'name': 'floor: streaming bandwidth, XLA x * a + b, 512 MiB float32', **t,
+                'gb_s': 2 * x.nbytes / 1e9 / t['median_s']}]
+    del x
+    a = jnp.ones((32 * 128 * 216, 160), jnp.float32)
+    w = jnp.ones((160, 80), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    t = timed(lambda: dot(a, w).block_until_ready(), max(repeats, 5))
+    records.append({'name': 'floor: matmul rate, XLA [884736, 160] x [160, 80] float32', **t,
+                    'gflop_s': 2 * a.shape[0] * 160 * 80 / 1e9 / t['median_s']})
+    return records
+
+
+def bench_levers(repeats: int):
+    """Each lever of LEVERS on Mod-8 and Mod-1 + ResNorm train steps (bf16 on Mod-8 only with
+    --slow: ~14 s a step), with XLA's cost analysis and how far each step is from this machine's
+    floors (`machine_floors`): bandwidth floor = GB accessed / streaming GB/s, compute floor =
+    GFLOP / matmul GFLOP/s."""
+    from ascjax import models
+    floors = machine_floors(repeats)
+    yield from floors
+    gb_s, gflop_s = floors[0]['gb_s'], floors[1]['gflop_s']
+    shape = (256, 431, 1)
+    for tau in (8, 1):
+        fns, records = {}, {}
+        for lever, fields in LEVERS.items():
+            name = f'lever: Mod-{tau}+ResNorm train step, {lever}'
+            if 'dtype' in fields and tau == 8 and not FLAGS.slow:
+                yield {'name': name, 'skipped': 'bf16 Mod-8 step: with --slow'}
+                continue
+            model = models.from_config({'name': 'bcresnet_mod', 'tau': tau, 'norm': 'resnorm',
+                                        'norm_positions': models.POSITIONS, 'conv_impl': 'shift',
+                                        **fields})
+            step, state, x, y = _train_step_fn(model, 32, shape)
+            start = time.perf_counter()
+            compiled = step.lower(state, x, y).compile()
+            holder = {'state': state}
+
+            def run(compiled=compiled, holder=holder, x=x, y=y):
+                holder['state'], loss = compiled(holder['state'], x, y)
+                loss.block_until_ready()
+            run()
+            records[name] = {'name': name, 'framework': 'jax', 'lever': lever,
+                             'model_fields': fields, 'batch_size': 32,
+                             'dtype': fields.get('dtype', 'float32'), 'input_shape': list(shape),
+                             'first_call_s': time.perf_counter() - start, **_cost(compiled)}
+            fns[name] = run
+        for name, stat in interleaved(fns, repeats, warmup=0, calls_per_turn=2).items():
+            r = records[name]
+            r.update(stat, clips_per_s=32 / stat['median_s'],
+                     achieved_gb_s=r['gbytes'] / stat['median_s'],
+                     bandwidth_floor_s=r['gbytes'] / gb_s, compute_floor_s=r['gflop'] / gflop_s)
+            r['vs_floor'] = stat['median_s'] / max(r['bandwidth_floor_s'], r['compute_floor_s'])
+        base = records.get(f'lever: Mod-{tau}+ResNorm train step, baseline')
+        for r in records.values():
+            if base and 'median_s' in r:
+                r['speedup_vs_baseline'] = base['median_s'] / r['median_s']
+        del fns
+        yield from records.values()
+
 SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_seeds,
             'translator': bench_translator, 'qat': bench_qat, 'compile': bench_compile,
-            'loop': bench_loop}
+            'loop': bench_loop, 'levers': bench_levers}
 
 
 def _find(records: list[dict], name: str) -> dict | None:
@@ -673,12 +765,15 @@ def targets(records: list[dict]) -> list[dict]:
         r = _find(records, f'{name} conv_impl=shift')
         if r:
             add(f'200 epochs of TAU20 at B={batch}, Mod-8 step alone (min; the pipeline not '
-                f'included)', 200 * 13_962 / batch * r['median_s'] / 60, 40.0,
+                f'included)', 200 * TAU20_TRAIN_CLIPS / batch * r['median_s'] / 60, 40.0,
                 higher_is_better=False)
-    looped = _find(records, 'training loop: Mod-1+ResNorm demo, python -m ascjax.train code path')
+    looped = next((r for r in records if r['name'].startswith('training loop:')
+                   and 'vs_bare_step' in r), None)
     if looped:   # issue #17: the loop adds < 10% to the bare step
-        add('training loop s/step / bare step s/step', looped['vs_bare_step'], 1.1,
-            higher_is_better=False)
+        add(f'training loop s/step / bare step s/step ({looped["row"]})', looped['vs_bare_step'],
+            1.1, higher_is_better=False)
+        add(f'200 epochs of TAU20, {looped["row"]} B=32 with the pipeline (min)',
+            200 * looped['tau20_epoch_s'] / 60, 40.0, higher_is_better=False)
     cold = _find(records, 'compile: Mod-8+ResNorm train step conv_impl=shift, cold, populating '
                           'the persistent cache')
     if cold:
@@ -705,6 +800,12 @@ def markdown(env: dict, records: list[dict], section_s: dict | None = None) -> s
         name = r['name']
         if 'skipped' in r:
             name += f' (skipped: {r["skipped"][:80]})'
+        if 'speedup_vs_baseline' in r:
+            name += (f' ({r["speedup_vs_baseline"]:.2f}x baseline; {r["gbytes"]:.0f} GB, '
+                     f'{r["gflop"]:.0f} GFLOP, {r["vs_floor"]:.1f}x its floor)')
+        for key, unit in (('gb_s', 'GB/s'), ('gflop_s', 'GFLOP/s')):
+            if key in r:
+                name += f': {r[key]:.1f} {unit}'
         ms = {k: None if k not in r else 1e3 * r[k] for k in ('median_s', 'p90_s')}
         speedup = number(r.get('speedup_vs_torch_best'), '.2f')
         lines.append(f'| {name} | {r.get("batch_size", "")} | {number(ms["median_s"], ".1f")} | '
@@ -748,10 +849,16 @@ def main(argv):
     try:
         for section in FLAGS.only:
             section_start = time.perf_counter()
-            for record in SECTIONS[section](FLAGS.repeats):
-                records.append(record)
-                with open(FLAGS.out, 'w') as f:  # after every record: a cut-off run keeps its part
-                    json.dump({'environment': env, 'records': records}, f, indent=2)
+            try:
+                for record in SECTIONS[section](FLAGS.repeats):
+                    records.append(record)
+                    with open(FLAGS.out, 'w') as f:  # after every record: a cut-off run keeps it
+                        json.dump({'environment': env, 'records': records}, f, indent=2)
+            except Exception as e:  # noqa: BLE001 -- one failed section (e.g. no TensorFlow on a
+                # device image: pipeline, loop) is recorded, and the others still run
+                records.append({'name': f'section {section}',
+                                'skipped': f'failed: {type(e).__name__}: {e}'[:400]})
+                print(f'section {section} failed: {type(e).__name__}: {e}', file=sys.stderr)
             section_s[section] = round(time.perf_counter() - section_start, 1)
     finally:
         if 'dir' in _SCRATCH:

@@ -2,8 +2,10 @@
 # The GPU check, on a device machine (JAX image with PyTorch, without TensorFlow): the benchmark
 # sections that need no TF -- train steps at B = 32 and 256 and B = 1 latency per conv_impl, the
 # PyTorch reference interleaved (torch on CUDA: NCHW, channels_last, torch.compile), single layers, seed-parallel,
-# compile time (fresh processes: cold, then warm persistent cache), translator cost -- written
-# to $OUT/gpu_results.json after every record, so a run cut off keeps what it measured.
+# compile time (fresh processes: cold, then warm persistent cache), translator cost, the training
+# loop (Mod-8 + ResNorm through python -m ascjax.train's code path: the TAU20 epoch estimate with
+# the pipeline) -- written to $OUT/gpu_results.json after every record, so a run cut off keeps
+# what it measured.
 #
 #   tools/gpu_check.sh [SECONDS]      (run from the repo root; wheels in .whl/ are installed first)
 #
@@ -25,10 +27,14 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.i
 if [ "${GPU_CHECK_QUICK:-0}" = 1 ] || ! nvidia-smi >/dev/null 2>&1; then
   echo 'no GPU: CPU settings (batch 8, 2 repeats, no torch.compile)'
   SETTINGS="--train_batch_sizes=8 --repeats=2 --latency_runs=5 --notorch_compile"
+  LOOP_ROW=mod1_resnorm
 else
   SETTINGS="--slow --train_batch_sizes=32,256 --repeats=20"
+  LOOP_ROW=mod8_resnorm
 fi
+# loop last: the real training loop for the TAU20 epoch estimate with the pipeline (tf.data: a
+# device image without TensorFlow records the section as failed, the others stand)
 # shellcheck disable=SC2086
-timeout "${1:-420}" python3 tools/benchmark.py --only=models,seeds,compile,translator $SETTINGS \
-  --out="$OUT/gpu_results.json"
+timeout "${1:-540}" python3 tools/benchmark.py --only=models,seeds,compile,translator,loop \
+  $SETTINGS --loop_row=$LOOP_ROW --out="$OUT/gpu_results.json"
 echo "exit $?"

@@ -28,6 +28,24 @@ from ascjax.models.norms import FeatureNorm, check_norm_config
 Dtype = Any
 
 
+# model.remat: what a block keeps for the backward pass. 'none': everything XLA keeps; 'block':
+# only its input, all else recomputed; 'dots': its matmul and conv outputs, the elementwise
+# passes (BN/SSN, activations, adds) recomputed. A memory-traffic lever for bandwidth-bound CPU
+# steps (`make bench`, section levers); the numbers are the same either way.
+REMAT_POLICIES = {'none': None, 'block': jax.checkpoint_policies.nothing_saveable,
+                  'dots': jax.checkpoint_policies.dots_saveable}
+
+
+@functools.cache
+def block_class(remat: str) -> type[nn.Module]:
+    """``BCResBlock``, or its ``nn.remat`` under policy ``remat`` (``REMAT_POLICIES``)."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f'model.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}')
+    if remat == 'none':
+        return BCResBlock
+    return nn.remat(BCResBlock, policy=REMAT_POLICIES[remat], static_argnums=(2,))
+
+
 def width_ratios(base: int) -> tuple[int, int, int, int]:
     """Stage widths b, 1.5b, 2b, 2.5b (truncated to int, as the official code does)."""
     return base, int(base * 1.5), base * 2, int(base * 2.5)
@@ -96,12 +114,14 @@ class BCResStage(nn.Module):
     dropout: float = 0.1
     conv_impl: str = 'auto'
     weight_init: str = 'flax'
+    remat: str = 'none'
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        block = block_class(self.remat)
         for j in range(self.num_blocks):
-            x = BCResBlock(self.features, freq_stride=self.freq_stride if j == 0 else 1,
+            x = block(self.features, freq_stride=self.freq_stride if j == 0 else 1,
                            dilation=self.dilation, sub_bands=self.sub_bands, dropout=self.dropout,
                            conv_impl=self.conv_impl, weight_init=self.weight_init,
                            dtype=self.dtype, name=f'block{j + 1}')(x, train)
@@ -146,6 +166,7 @@ class BCResNet(nn.Module):
     norm_lambda: float | None = None
     conv_impl: str = 'auto'
     weight_init: str = 'flax'        # 'flax' | 'torch' (layers.kernel_init); config: model.init
+    remat: str = 'none'              # REMAT_POLICIES
     dtype: Dtype = jnp.float32
 
     STAGE_BLOCKS = (2, 2, 4, 4)
@@ -169,7 +190,7 @@ class BCResNet(nn.Module):
             x = BCResStage(width, blocks, freq_stride=2 if idx in self.STRIDED_STAGES else 1,
                            dilation=2 ** idx, sub_bands=self.sub_bands, dropout=self.dropout,
                            conv_impl=self.conv_impl, weight_init=self.weight_init,
-                           dtype=self.dtype, name=name)(x, train)
+                           remat=self.remat, dtype=self.dtype, name=name)(x, train)
             x = norm(x, name)
             self.sow('intermediates', f'{name}_out', x)
 
@@ -205,6 +226,7 @@ class BCResNetMod(nn.Module):
     norm_lambda: float | None = None
     conv_impl: str = 'auto'
     weight_init: str = 'flax'        # 'flax' | 'torch' (layers.kernel_init); config: model.init
+    remat: str = 'none'              # REMAT_POLICIES
     dtype: Dtype = jnp.float32
 
     STAGE_BLOCKS = (2, 2, 2, 3)
@@ -226,7 +248,8 @@ class BCResNetMod(nn.Module):
             name = f'stage{idx + 1}'
             x = BCResStage(width, blocks, dilation=1, sub_bands=self.sub_bands,
                            dropout=self.dropout, conv_impl=self.conv_impl,
-                           weight_init=self.weight_init, dtype=self.dtype, name=name)(x, train)
+                           weight_init=self.weight_init, remat=self.remat, dtype=self.dtype,
+                           name=name)(x, train)
             x = norm(x, name)
             self.sow('intermediates', f'{name}_out', x)
             if idx in self.POOLED_STAGES:

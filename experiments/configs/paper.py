@@ -114,6 +114,10 @@ def model_config(row: str) -> ml_collections.ConfigDict:
         # 'bfloat16' computes convolutions in bf16; parameters, BN/SSN and normalisation
         # statistics, logits and the loss stay float32.
         'dtype': 'float32',
+        # What a block keeps for the backward pass (models.bcresnet.REMAT_POLICIES): 'none',
+        # 'block' (its input only) or 'dots' (matmul outputs; elementwise passes recomputed).
+        # Same numbers; a speed/memory lever (`make bench`, section levers).
+        'remat': 'none',
     })
     if r.model == 'bcresnet_mod':
         model.head_stride = (2, 2)      # [U] REFERENCE §2.2
