@@ -213,3 +213,26 @@ def test_shift_conv_respects_compute_dtype():
         variables = module.init(jax.random.key(0), x)
         assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
         assert module.apply(variables, x).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize('rows', [2 * 4096, 3 * 7 * 11, 4099])   # chunked, odd chunks, prime
+def test_channel_dot_is_a_dot_with_the_same_gradients(rows):
+    """channel_dot sums its weight gradient over row chunks: jnp.dot's values, and its gradients
+    up to float rounding, for any row count (a prime one falls back to chunks of one row)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(rows, 24)), jnp.float32).reshape(rows, 1, 24)
+    w = jnp.asarray(rng.normal(size=(24, 70)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(rows, 1, 70)), jnp.float32)
+    want, want_vjp = jax.vjp(jnp.dot, x, w)
+    got, got_vjp = jax.vjp(layers.channel_dot, x, w)
+    np.testing.assert_array_equal(got, want)
+    for a, b in zip(got_vjp(g), want_vjp(g)):
+        _rel_close(a, b, 1e-5)
+
+
+def test_wide_shift_convolutions_take_channel_dot():
+    wide, narrow = layers.CHANNEL_DOT_MIN_FEATURES, layers.CHANNEL_DOT_MIN_FEATURES - 1
+    assert layers.pointwise_conv(wide, conv_impl='shift').chunked_weight_grad
+    assert layers.dense_conv(wide, (5, 5), conv_impl='shift').chunked_weight_grad
+    assert not layers.pointwise_conv(narrow, conv_impl='shift').chunked_weight_grad
+    assert not layers.pointwise_conv(wide, conv_impl='einsum').chunked_weight_grad  # QAT: qwix

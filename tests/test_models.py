@@ -185,12 +185,14 @@ def test_shift_and_xla_agree_on_bcresnet1_gradients():
     _assert_same(got, want)
 
 
-@pytest.mark.parametrize('in_width, freq_stride, dilation', [(6, 2, 1), (4, 1, 8)])
-def test_shift_and_xla_agree_on_blocks(in_width, freq_stride, dilation):
-    """Transition block with frequency stride; normal block with dilation 8 on 12 frames."""
+@pytest.mark.parametrize('in_width, width, freq_stride, dilation',
+                         [(6, 4, 2, 1), (4, 4, 1, 8), (32, 64, 2, 1)])
+def test_shift_and_xla_agree_on_blocks(in_width, width, freq_stride, dilation):
+    """Transition block with frequency stride; normal block with dilation 8 on 12 frames; a
+    transition to 64 channels, whose 1x1 convolutions take layers.channel_dot."""
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 10, 12, in_width)), jnp.float32)
-    blocks = [BCResBlock(4, freq_stride=freq_stride, dilation=dilation, sub_bands=5, dropout=0.5,
-                         conv_impl=impl) for impl in ('xla', 'shift')]
+    blocks = [BCResBlock(width, freq_stride=freq_stride, dilation=dilation, sub_bands=5,
+                         dropout=0.5, conv_impl=impl) for impl in ('xla', 'shift')]
     variables = _random_variables(blocks[0], x.shape)
     want, got = [jax.jit(lambda v, x, b=b: _train_step_outputs(b, v, x))(variables, x)
                  for b in blocks]

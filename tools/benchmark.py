@@ -632,9 +632,19 @@ def bench_loop(repeats: int) -> list[dict]:
 
 
 # Section `levers` (issue #17): train-step variants of Mod-8 / Mod-1 + ResNorm (B = 32, 10-s clips)
-# against the baseline, interleaved in one process. name -> model fields over the baseline.
-LEVERS = {'baseline': {}, 'remat=block': {'remat': 'block'}, 'remat=dots': {'remat': 'dots'},
-          'bfloat16 compute': {'dtype': 'bfloat16'}}
+# against the baseline, interleaved in one process. name -> (model fields over the baseline,
+# {module.attribute: replacement} while the step is traced): the levers taken show what they
+# moved by putting back what they replaced.
+LEVERS = {
+    'baseline': ({}, {}),
+    # taken: channel_dot's chunked weight gradient for layers of >= 64 output channels
+    'before: weight gradients as one dot': (
+        {}, {'ascjax.models.layers.CHANNEL_DOT_MIN_FEATURES': 1 << 30}),
+    'channel_dot on every layer': ({}, {'ascjax.models.layers.CHANNEL_DOT_MIN_FEATURES': 0}),
+    'remat=block': ({'remat': 'block'}, {}),
+    'remat=dots': ({'remat': 'dots'}, {}),
+    'bfloat16 compute': ({'dtype': 'bfloat16'}, {}),
+}
 
 
 def _cost(compiled) -> dict:
@@ -672,6 +682,8 @@ def bench_levers(repeats: int):
     --slow: ~14 s a step), with XLA's cost analysis and how far each step is from this machine's
     floors (`machine_floors`): bandwidth floor = GB accessed / streaming GB/s, compute floor =
     GFLOP / matmul GFLOP/s."""
+    import contextlib
+    import unittest.mock
     from ascjax import models
     floors = machine_floors(repeats)
     yield from floors
@@ -679,7 +691,7 @@ def bench_levers(repeats: int):
     shape = (256, 431, 1)
     for tau in (8, 1):
         fns, records = {}, {}
-        for lever, fields in LEVERS.items():
+        for lever, (fields, patches) in LEVERS.items():
             name = f'lever: Mod-{tau}+ResNorm train step, {lever}'
             if 'dtype' in fields and tau == 8 and not FLAGS.slow:
                 yield {'name': name, 'skipped': 'bf16 Mod-8 step: with --slow'}
@@ -689,7 +701,10 @@ def bench_levers(repeats: int):
                                         **fields})
             step, state, x, y = _train_step_fn(model, 32, shape)
             start = time.perf_counter()
-            compiled = step.lower(state, x, y).compile()
+            with contextlib.ExitStack() as stack:
+                for target, replacement in patches.items():
+                    stack.enter_context(unittest.mock.patch(target, replacement))
+                compiled = step.lower(state, x, y).compile()
             holder = {'state': state}
 
             def run(compiled=compiled, holder=holder, x=x, y=y):

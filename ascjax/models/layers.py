@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -195,9 +196,55 @@ def einsum_depthwise_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, i
     return jnp.einsum('tbhwc,tc->bhwc', windows, kernel.reshape(-1, kernel.shape[-1]))
 
 
-@functools.partial(jax.jit, static_argnames=('strides', 'padding'))
+# `channel_dot` serves the 'shift' 1x1 and patch convolutions with at least this many output
+# channels; narrower ones keep one dot, which ran faster there (Mod-1's 10-25 channels; `make
+# bench`, section levers).
+CHANNEL_DOT_MIN_FEATURES = 64
+# Rows per chunk of `channel_dot`'s weight gradient (the largest divisor of the row count up to
+# this; measured on CPU: 4096 rows per chunk ran the [884736, 160]^T x [884736, 80] product of
+# Mod-8's stage-1 transition as fast as one dot, and lets XLA keep both operands row-major).
+WEIGHT_GRAD_CHUNK = 4096
+
+
+@jax.custom_vjp
+def channel_dot(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``jnp.dot(x, kernel)`` over the channel axis of ``x`` [..., C_in] with a weight gradient
+    that XLA:CPU does not transpose.
+
+    The kernel gradient x^T g contracts the rows of two [N, C] activations. As one dot, XLA's
+    layout assignment writes one operand transposed ([C, N]) from the fusion that produces it,
+    which cost ~10% of a Mod-8 train step on CPU (the head's and stage 1's weight gradients;
+    `make bench`, section levers). Here it is a batch of [c, C_in]^T [c, C_out] products over
+    row chunks of c rows, summed: the same sum in another order (float rounding).
+    """
+    return jnp.dot(x, kernel)
+
+
+def _channel_dot_fwd(x, kernel):
+    return jnp.dot(x, kernel), (x, kernel)
+
+
+def _row_chunk(rows: int) -> int:
+    return max(c for c in range(1, min(rows, WEIGHT_GRAD_CHUNK) + 1) if rows % c == 0)
+
+
+def _channel_dot_bwd(residuals, g):
+    x, kernel = residuals
+    dx = jnp.dot(g, kernel.T).astype(x.dtype)
+    x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+    chunk = _row_chunk(x2.shape[0])
+    dkernel = jnp.einsum('rci,rco->rio', x2.reshape(-1, chunk, x2.shape[-1]),
+                         g2.reshape(-1, chunk, g2.shape[-1]),
+                         preferred_element_type=jnp.float32).sum(0)
+    return dx, dkernel.astype(kernel.dtype)
+
+
+channel_dot.defvjp(_channel_dot_fwd, _channel_dot_bwd)
+
+
+@functools.partial(jax.jit, static_argnames=('strides', 'padding', 'dot'))
 def patch_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
-               padding: Padding) -> jax.Array:
+               padding: Padding, dot: Callable = jnp.dot) -> jax.Array:
     """A dense convolution as patches times a matrix: the (kh kw C_in) windows of every output
     position, stacked on the channel axis, contracted with the kernel reshaped to (kh kw C_in,
     C_out). One dot_general, so under the seed vmap (per-seed kernels and inputs) it becomes a
@@ -205,7 +252,7 @@ def patch_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
     """
     windows = _tap_windows(x, kernel.shape, strides, padding, (1, 1))
     patches = jnp.concatenate(windows, axis=-1)   # [B, H', W', kh kw C_in], tap-major
-    return jnp.dot(patches, kernel.reshape(-1, kernel.shape[-1]))
+    return dot(patches, kernel.reshape(-1, kernel.shape[-1]))
 
 
 class PatchConv(nn.Module):
@@ -220,13 +267,15 @@ class PatchConv(nn.Module):
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    chunked_weight_grad: bool = False    # `channel_dot` (conv_impl 'shift', wide layers)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param('kernel', self.kernel_init,
                             (*self.kernel_size, x.shape[-1], self.features), self.param_dtype)
         x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-        return patch_conv(x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding))
+        return patch_conv(x, kernel, tuple(self.strides), tuple(tuple(p) for p in self.padding),
+                          channel_dot if self.chunked_weight_grad else jnp.dot)
 
 
 class ShiftDepthwiseConv(nn.Module):
@@ -268,6 +317,7 @@ class MatmulConv(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    chunked_weight_grad: bool = False    # `channel_dot` (conv_impl 'shift', wide layers)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -276,7 +326,7 @@ class MatmulConv(nn.Module):
         bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
                 if self.use_bias else None)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = jnp.dot(x, kernel[0, 0])
+        y = (channel_dot if self.chunked_weight_grad else jnp.dot)(x, kernel[0, 0])
         return y if bias is None else y + bias
 
 
@@ -300,6 +350,11 @@ def depthwise_conv(features: int, kernel_size: tuple[int, int], *, strides=(1, 1
                               einsum=resolve_conv_impl(conv_impl) == 'einsum')
 
 
+def _use_channel_dot(conv_impl: str, features: int) -> bool:
+    return (resolve_conv_impl(conv_impl) == 'shift'
+            and features >= CHANNEL_DOT_MIN_FEATURES)
+
+
 def pointwise_conv(features: int, *, use_bias: bool = False, conv_impl: str = 'auto',
                    dtype=jnp.float32, init: str = 'flax', fan_in: int | None = None,
                    name: str | None = None) -> nn.Module:
@@ -315,7 +370,7 @@ def pointwise_conv(features: int, *, use_bias: bool = False, conv_impl: str = 'a
         return nn.Conv(features, (1, 1), use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
                        name=name, **inits)
     return MatmulConv(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name,
-                      **inits)
+                      chunked_weight_grad=_use_channel_dot(conv_impl, features), **inits)
 
 
 def dense_conv(features: int, kernel_size: tuple[int, int], *, strides=(1, 1),
@@ -329,4 +384,4 @@ def dense_conv(features: int, kernel_size: tuple[int, int], *, strides=(1, 1),
                        name=name)
     return PatchConv(features, tuple(kernel_size), strides=tuple(strides), padding=padding,
                      dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init(init),
-                     name=name)
+                     chunked_weight_grad=_use_channel_dot(conv_impl, features), name=name)
