@@ -52,3 +52,13 @@ def test_a_single_seed_side_is_judged_with_the_other_sides_spread():
     md = ablation_report.claims_table({'mod1': mod1, 'mod8': mod8})
     line = next(x for x in md.splitlines() if x.startswith('| Mod-8 beats Mod-1 (overall)'))
     assert '| yes (1 seed on a side' in line and 'nan' not in line
+
+
+def test_claims_read_a_longer_budgets_groups():
+    """The convergence sweep's groups carry a budget suffix ('mod1.e120'); the claims find them."""
+    none = _pooled([(8, 8, 8, 8, 8, 8, 4, 4, 4), (8, 8, 8, 8, 8, 8, 5, 5, 5)])
+    resnorm = _pooled([(8, 8, 8, 8, 8, 8, 7, 7, 7), (8, 8, 8, 8, 8, 8, 8, 8, 8)])
+    md = ablation_report.claims_table({'mod1.e120': none, 'mod1_resnorm.e120': resnorm})
+    line = next(x for x in md.splitlines() if x.startswith('| ResNorm beats no normalisation on '
+                                                           'unseen devices (unseen)'))
+    assert '| +30.0 ± 7.1 | yes |' in line
