@@ -78,3 +78,14 @@ def test_wav_store_in_memory_trains_without_tensorflow(tau_dir, tmp_path):
     results = json.load(open(tmp_path / 'run' / 'results.json'))
     assert {'A', 'S6', 'overall'} <= set(results['accuracy'])
     assert sum(1 for _ in open(tmp_path / 'run' / 'train_metrics.jsonl')) == 6
+
+
+def test_host_threads_auto_is_one_on_a_small_cpu_host():
+    from ascjax.train import feed
+    assert feed.host_threads(0, 'cpu', 2) == 1
+    assert feed.host_threads(0, 'cpu', 64) == 0
+    assert feed.host_threads(0, 'gpu', 2) == 0
+    assert feed.host_threads(3, 'cpu', 2) == 3
+    import pytest
+    with pytest.raises(ValueError, match='host_threads'):
+        feed.host_threads(-1)

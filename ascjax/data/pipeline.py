@@ -66,8 +66,10 @@ def _load_fn(source: Source, batch_size: int):
     return fn
 
 
-def _finish(ds: tf.data.Dataset, source: Source, front_end: features.FrontEnd | None):
-    """Log-mel on the host if asked (audio sources only), a channel axis, and prefetching."""
+def _finish(ds: tf.data.Dataset, source: Source, front_end: features.FrontEnd | None,
+            threads: int = 0):
+    """Log-mel on the host if asked (audio sources only), a channel axis, and prefetching;
+    `threads` > 0: a private pool of that many threads, one op thread each (0: tf.data's own)."""
     if front_end is not None and source.signal == 'audio':
         def to_logmel(batch):
             batch = dict(batch)
@@ -80,13 +82,18 @@ def _finish(ds: tf.data.Dataset, source: Source, front_end: features.FrontEnd | 
     ds = ds.map(add_channel)
     options = tf.data.Options()
     options.deterministic = True
+    if threads:
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def train_batches(source: Source, *, global_batch_size: int, seed: int, start_step: int = 0,
                   num_steps: int | None = None, process_index: int = 0, process_count: int = 1,
-                  front_end: features.FrontEnd | None = None) -> tf.data.Dataset:
+                  front_end: features.FrontEnd | None = None,
+                  threads: int = 0) -> tf.data.Dataset:
     """This host's training batches for steps start_step, start_step + 1, ... (endless by default).
+    `threads`: tf.data's threads (0: its own pool; `_finish`).
 
     Each batch: `spectrogram` [b, F, T, 1] float32 (or `audio` [b, samples] when front_end is None
     and the source holds audio: features then run on the device), and int32 `label`, `device`,
@@ -100,7 +107,7 @@ def train_batches(source: Source, *, global_batch_size: int, seed: int, start_st
     steps = tf.data.Dataset.range(start_step, stop if stop is not None else np.iinfo(np.int64).max)
     ds = steps.map(lambda s: train_indices(s, len(source), global_batch_size, seed, lo, hi))
     ds = ds.map(_load_fn(source, hi - lo), num_parallel_calls=tf.data.AUTOTUNE)
-    return _finish(ds, source, front_end)
+    return _finish(ds, source, front_end, threads)
 
 
 def eval_batches(source: Source, *, global_batch_size: int, process_index: int = 0,

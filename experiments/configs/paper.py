@@ -139,6 +139,9 @@ def data_config() -> ml_collections.ConfigDict:
         # memory, batches gathered there in the tf.data pipeline's order (ascjax.train.feed).
         'store': 'tfds',
         'in_memory': False,
+        # tf.data's threads for training batches: 0 = auto (1 on a CPU backend with <= 4 cores,
+        # where more took CPU from the train step; otherwise tf.data's own pool).
+        'host_threads': 0,
         'clip_seconds': 10.0,
         'front_end': {                 # [U] REFERENCE §2.3: 256 x 431 per 10-s clip
             'sample_rate': 44_100, 'n_fft': 2048, 'win_length': 2048, 'hop_length': 1024,
