@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from ascjax.data import order, pipeline, sources
 from ascjax.train import feed, mesh as mesh_lib
@@ -81,11 +82,9 @@ def test_wav_store_in_memory_trains_without_tensorflow(tau_dir, tmp_path):
 
 
 def test_host_threads_auto_is_one_on_a_small_cpu_host():
-    from ascjax.train import feed
     assert feed.host_threads(0, 'cpu', 2) == 1
     assert feed.host_threads(0, 'cpu', 64) == 0
     assert feed.host_threads(0, 'gpu', 2) == 0
     assert feed.host_threads(3, 'cpu', 2) == 3
-    import pytest
     with pytest.raises(ValueError, match='host_threads'):
         feed.host_threads(-1)
