@@ -54,11 +54,26 @@ def test_a_single_seed_side_is_judged_with_the_other_sides_spread():
     assert '| yes (1 seed on a side' in line and 'nan' not in line
 
 
-def test_claims_read_a_longer_budgets_groups():
-    """The convergence sweep's groups carry a budget suffix ('mod1.e120'); the claims find them."""
+def test_claims_are_judged_within_one_budget():
+    """The convergence sweep's groups carry a budget suffix ('mod1.e120'): the claims are judged
+    per budget, never a row at one budget against another row at another."""
     none = _pooled([(8, 8, 8, 8, 8, 8, 4, 4, 4), (8, 8, 8, 8, 8, 8, 5, 5, 5)])
     resnorm = _pooled([(8, 8, 8, 8, 8, 8, 7, 7, 7), (8, 8, 8, 8, 8, 8, 8, 8, 8)])
-    md = ablation_report.claims_table({'mod1.e120': none, 'mod1_resnorm.e120': resnorm})
+    split = ablation_report.by_budget({'mod1.e120': none, 'mod1_resnorm.e120': resnorm,
+                                       'mod1.e240': resnorm, 'mod8': none})
+    assert split == {'e120': {'mod1': none, 'mod1_resnorm': resnorm}, 'e240': {'mod1': resnorm},
+                     '': {'mod8': none}}
+    md = ablation_report.claims_table(split['e120'])
     line = next(x for x in md.splitlines() if x.startswith('| ResNorm beats no normalisation on '
                                                            'unseen devices (unseen)'))
     assert '| +30.0 ± 7.1 | yes |' in line
+
+
+def test_doubling_sets_each_row_against_twice_its_budget():
+    none = _pooled([(8, 8, 8, 8, 8, 8, 4, 4, 4), (8, 8, 8, 8, 8, 8, 5, 5, 5)])   # unseen 40, 50
+    longer = _pooled([(8, 8, 8, 8, 8, 8, 7, 7, 7), (8, 8, 8, 8, 8, 8, 8, 8, 8)])  # unseen 70, 80
+    md = ablation_report.doubling_table({'mod1.e120': none, 'mod1.e240': longer,
+                                         'mod1_resnorm.e120': none})
+    rows = [x for x in md.splitlines() if x.startswith('| mod1')]
+    assert rows == ['| mod1 | 120 -> 240 | +10.0 ± 2.4 | +30.0 ± 7.1 | no |']
+    assert ablation_report.doubling_table({'mod1': none}) == ''

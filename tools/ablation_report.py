@@ -1,14 +1,15 @@
 """The synthetic ablation's report: a sweep of seed points pooled per group, set against the paper.
 
     python tools/ablation_report.py --sweep=experiments/sweeps/synthetic_ablation.py \
-        --root=runs/ablation [--eval_step=4080] > report.md
+        --root=runs/ablation [--eval_step=4080 | --eval_at_checkpoint] > report.md
 
 Prints, in markdown: the paper's table over the groups (accuracy, mean ± std per device, the
 paper's row and ours - paper under each; log loss), seen / unseen / overall means with std, the
-convergence check (each group at `--eval_step` against its final step, the change against the
-seed std) and each of the paper's claims with its margin against two standard errors. Groups
-with no finished point are left out and named; nothing is trained here (the checkpoint at
-`--eval_step` is evaluated once and kept as results_step{N}.json).
+convergence checks (each group at `--eval_step`, or at its kept checkpoint, against its final
+step, the change against the seed std; each row against the same row at twice its budget) and
+each of the paper's claims, per budget, with its margin against two standard errors. Groups with
+no finished point are left out and named; nothing is trained here (a checkpoint is evaluated
+once and kept as results_step{N}.json).
 """
 
 from __future__ import annotations
@@ -110,19 +111,42 @@ def group_table(pooled: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def convergence_table(pooled: dict, dirs: dict, step: int) -> str:
+def convergence_table(pooled: dict, dirs: dict, steps: dict) -> str:
+    """Each group's overall accuracy at its checkpoint `steps[group]` (80% of its steps in the
+    sweeps) against the end: the issue's test, the change under the seed std."""
     from ascjax.tasks import evaluate
-    lines = [f'| row | overall at step {step} | final | change | seed std (final) | '
-             'change < std |', '|' + '---|' * 6]
+    lines = ['| row | step | overall there | final | change | seed std (final) | change < std |',
+             '|' + '---|' * 7]
     for group, r in pooled.items():
-        early = np.asarray([evaluate.step_results(d, step)['accuracy']['overall']
+        early = np.asarray([evaluate.step_results(d, steps[group])['accuracy']['overall']
                             for d in dirs[group]])
         final = per_seed_group(r, 'overall')
         change, std = float(np.mean(final - early)), evaluation.seed_std(final)
         verdict = ('yes' if abs(change) < std else 'no') if len(final) > 1 else '1 seed: no std'
-        lines.append(f'| {group} | {np.mean(early):.1f} | {np.mean(final):.1f} | '
+        lines.append(f'| {group} | {steps[group]} | {np.mean(early):.1f} | {np.mean(final):.1f} | '
                      f'{change:+.1f} | {std:.1f} | {verdict} |')
     return '\n'.join(lines) + '\n'
+
+
+def doubling_table(pooled: dict) -> str:
+    """Each row at a budget against twice that budget ('mod1.e120' -> 'mod1.e240'): the change of
+    the seed means, overall and unseen, with its Welch standard error. A row has converged at the
+    shorter budget when doubling it moves neither by more than 2 SE."""
+    lines = ['| row | budgets (epochs) | overall change ± SE | unseen change ± SE | within 2 SE |',
+             '|' + '---|' * 5]
+    for group, r in pooled.items():
+        m = re.fullmatch(r'(.+)\.e(\d+)', group)
+        longer = m and f'{m[1]}.e{2 * int(m[2])}'
+        if longer not in pooled:
+            continue
+        cells, within = [], True
+        for g in ('overall', 'unseen'):
+            diff, se = margin(*(per_seed_group(x, g) for x in (pooled[longer], r)))
+            within &= bool(abs(diff) <= 2 * se)
+            cells.append(f'{diff:+.1f} ± {se:.1f}')
+        lines.append(f'| {m[1]} | {m[2]} -> {2 * int(m[2])} | {cells[0]} | {cells[1]} | '
+                     f'{"yes" if within else "no"} |')
+    return '\n'.join(lines) + '\n' if len(lines) > 2 else ''
 
 
 def one_seed_se(a, b) -> float:
@@ -132,17 +156,21 @@ def one_seed_se(a, b) -> float:
     return float(s * np.sqrt(1 / len(a) + 1 / len(b)))
 
 
-def by_row(pooled: dict) -> dict:
-    """`pooled` keyed by row: a budget suffix dropped ('mod1_resnorm.e120' -> 'mod1_resnorm',
-    the convergence sweep's groups), so the claims read any one budget's sweep."""
-    return {re.sub(r'\.e\d+$', '', group): r for group, r in pooled.items()}
+def by_budget(pooled: dict) -> dict:
+    """`pooled` split by budget and keyed by row: {'': ...} for the ablation's groups, {'e120':
+    {'mod1': ...}, 'e240': ...} for the convergence sweep's ('mod1_resnorm.e120'), so the claims
+    are judged within one budget."""
+    out = {}
+    for group, r in pooled.items():
+        m = re.fullmatch(r'(.+?)(?:\.(e\d+))?', group)
+        out.setdefault(m[2] or '', {})[m[1]] = r
+    return out
 
 
 def claims_table(pooled: dict) -> str:
     lines = ['| claim | ours: difference ± SE | holds here (difference > 2 SE) | '
              'paper\'s difference |',
              '|---|---|---|---|']
-    pooled = by_row(pooled)
     for c in CLAIMS:
         if c.better not in pooled or c.worse not in pooled:
             lines.append(f'| {c.text} ({c.group}) | not run | | |')
@@ -160,18 +188,29 @@ def claims_table(pooled: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def report(points, root: str, eval_step: int | None) -> str:
+def report(points, root: str, eval_step: int | None, at_checkpoint: bool = False) -> str:
+    """The report in markdown; the convergence check at `eval_step` for every group, or with
+    `at_checkpoint` at each group's kept checkpoint (its `train.checkpoint_every_steps`)."""
     pooled, dirs, missing = pooled_groups(points, root)
     params = {g: r.get('params') for g, r in pooled.items()}
     parts = ['Accuracy (%), mean ± std over seeds\n', evaluation.table(pooled, params),
              '\nLog loss\n', evaluation.table(pooled, params, 'log_loss'),
              '\nDevice groups (seen: A, B, C, S1-S3; unseen: S4-S6), accuracy %, mean ± std '
-             'over seeds\n', group_table(pooled),
-             '\nThe paper\'s claims (difference of means, Welch standard error over seeds)\n',
-             claims_table(pooled)]
-    if eval_step:
-        parts += ['\nConvergence: overall accuracy at the checkpoint of step '
-                  f'{eval_step} and at the end\n', convergence_table(pooled, dirs, eval_step)]
+             'over seeds\n', group_table(pooled)]
+    for budget, rows in by_budget(pooled).items():
+        parts += ['\nThe paper\'s claims' + (f' at {budget[1:]} epochs' if budget else '')
+                  + ' (difference of means, Welch standard error over seeds)\n',
+                  claims_table(rows)]
+    if eval_step or at_checkpoint:
+        kept = {p.group or p.name: p.overrides.get('train.checkpoint_every_steps')
+                for p in points}
+        steps = {g: kept[g] if at_checkpoint else eval_step for g in pooled}
+        parts += ['\nConvergence: overall accuracy at a checkpoint and at the end\n',
+                  convergence_table(pooled, dirs, steps)]
+    doubling = doubling_table(pooled)
+    if doubling:
+        parts += ['\nConvergence: each row at twice its budget (Welch standard error over '
+                  'seeds)\n', doubling]
     if missing:
         parts.append(f'\nNot run (no finished point): {", ".join(missing)}\n')
     return '\n'.join(parts)
@@ -182,7 +221,7 @@ def main(argv):
     logs.quiet()
     del argv
     points = sweep.load_sweep(FLAGS.sweep)
-    print(report(points, FLAGS.root, FLAGS.eval_step or None))
+    print(report(points, FLAGS.root, FLAGS.eval_step or None, FLAGS.eval_at_checkpoint))
 
 
 if __name__ == '__main__':
@@ -191,4 +230,7 @@ if __name__ == '__main__':
     flags.DEFINE_string('root', None, 'The sweep folder.', required=True)
     flags.DEFINE_integer('eval_step', 0, 'Also evaluate every point at this checkpoint step '
                          '(the convergence check; 0: off).')
+    flags.DEFINE_bool('eval_at_checkpoint', False, 'Also evaluate every point at its kept '
+                      'checkpoint (its train.checkpoint_every_steps; the sweeps keep 80% of the '
+                      'steps), the convergence check of sweeps with several budgets.')
     app.run(main)
