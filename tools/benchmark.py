@@ -425,6 +425,13 @@ def _time_classifier_step(k: int, repeats: int, translate=None, qat: bool = Fals
                           at_once: int = 0) -> dict:
     """The real train step of Mod-1 + ResNorm, K seeds (`at_once` of them vmapped together,
     config.seeds_at_once; 0 = the backend's default), B = 32, 256 x 431 (8-bit QAT with `qat`)."""
+    run, info = _classifier_step(k, translate, qat, at_once)
+    return {**info, **timed(run, repeats, warmup=0)}   # the first call (in info) warmed it
+
+
+def _classifier_step(k: int, translate=None, qat: bool = False,
+                     at_once: int = 0) -> tuple[Callable[[], None], dict]:
+    """`_time_classifier_step`'s step, built and called once: (run one step, its record)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -462,23 +469,26 @@ def _time_classifier_step(k: int, repeats: int, translate=None, qat: bool = Fals
     start = time.perf_counter()
     run()
     first = time.perf_counter() - start
-    return {'batch_size': 32, 'dtype': 'float32', 'input_shape': list(shape), 'seeds': k,
-            'backend': jax.default_backend(),
-            'seeds_at_once': step_lib.seeds_at_once(at_once, k),
-            'first_call_s': first, **timed(run, repeats, warmup=0)}   # the first call warmed it
+    return run, {'batch_size': 32, 'dtype': 'float32', 'input_shape': list(shape), 'seeds': k,
+                 'backend': jax.default_backend(),
+                 'seeds_at_once': step_lib.seeds_at_once(at_once, k), 'first_call_s': first}
 
 
 def bench_seeds(repeats: int) -> list[dict]:
     """Mod-1 + ResNorm train step with K = 1 and K = 8 seeds in one program (B = 32 each): K = 8
     as the backend's default runs it (config.seeds_at_once = 0: one after another on CPU, all
-    vmapped on accelerators) and all 8 vmapped together."""
-    records = []
-    for k, at_once, label in ((1, 0, ''), (8, 0, ''), (8, 8, ', all vmapped together')):
-        r = (_plain_classifier_step(k, repeats) if at_once == 0 else
-             _time_classifier_step(k, repeats, at_once=at_once))
-        records.append({'name': f'seed-parallel train step: Mod-1+ResNorm, K={k} seeds{label}',
-                        **r, 'clips_per_s': k * 32 / r['median_s']})
-    return records
+    vmapped on accelerators) and all 8 vmapped together, in interleaved rounds (the ratio is the
+    target, and two separate runs of the same step drift apart by up to ~8% on a shared host);
+    each timed step after an untimed one of its own."""
+    variants = {(1, 0): '', (8, 0): '', (8, 8): ', all vmapped together'}
+    built = {v: _classifier_step(v[0], at_once=v[1]) for v in variants}
+    stats = interleaved({v: run for v, (run, _) in built.items()}, repeats, warmup=0,
+                        calls_per_turn=2)
+    return [{'name': f'seed-parallel train step: Mod-1+ResNorm, K={k} seeds{label}',
+             **built[k, at_once][1], **stats[k, at_once],
+             'protocol': 'interleaved, 2 calls per turn',
+             'clips_per_s': k * 32 / stats[k, at_once]['median_s']}
+            for (k, at_once), label in variants.items()]
 
 
 def bench_translator(repeats: int) -> list[dict]:
