@@ -77,3 +77,6 @@ def test_doubling_sets_each_row_against_twice_its_budget():
     rows = [x for x in md.splitlines() if x.startswith('| mod1')]
     assert rows == ['| mod1 | 120 -> 240 | +10.0 ± 2.4 | +30.0 ± 7.1 | no |']
     assert ablation_report.doubling_table({'mod1': none}) == ''
+    one = _pooled([(8, 8, 8, 8, 8, 8, 5, 5, 5)])   # one seed at 240: the 120 seeds' spread
+    md = ablation_report.doubling_table({'mod1.e120': none, 'mod1.e240': one})
+    assert '| mod1 | 120 -> 240 | +1.7 ± 2.9 | +5.0 ± 8.7 | yes (1 seed on a side' in md

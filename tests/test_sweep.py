@@ -54,10 +54,10 @@ def test_repository_sweeps_load_and_check():
         assert len(translated) == 3 and all(c.translator.workdir and c.translator.required
                                             and not c.paper for c in translated)
         # the paper's Mod-1 rows and Freq-MixStyle at 120 epochs; none and ResNorm at 240
-        assert len(converge) == 19
-        budgets = [(c.train.num_epochs, c.train.checkpoint_every_steps) for c in configs[-19:]]
-        assert budgets == [(120, 8160)] * 13 + [(240, 16320)] * 6   # kept: 80% of the steps
-        assert [p.name for p in converge[13:16]] == ['mod1.e240.s0', 'mod1.e240.s1',
+        assert len(converge) == 21
+        budgets = [(c.train.num_epochs, c.train.checkpoint_every_steps) for c in configs[-21:]]
+        assert budgets == [(120, 8160)] * 15 + [(240, 16320)] * 6   # kept: 80% of the steps
+        assert [p.name for p in converge[15:18]] == ['mod1.e240.s0', 'mod1.e240.s1',
                                                      'mod1.e240.s2']
     finally:
         os.chdir(cwd)

@@ -139,13 +139,16 @@ def doubling_table(pooled: dict) -> str:
         longer = m and f'{m[1]}.e{2 * int(m[2])}'
         if longer not in pooled:
             continue
-        cells, within = [], True
+        cells, within, note = [], True, ''
         for g in ('overall', 'unseen'):
-            diff, se = margin(*(per_seed_group(x, g) for x in (pooled[longer], r)))
+            a, b = (per_seed_group(x, g) for x in (pooled[longer], r))
+            diff, se = margin(a, b)
+            if np.isnan(se) and max(len(a), len(b)) > 1:   # as claims_table: the other's spread
+                se, note = one_seed_se(a, b), ' (1 seed on a side: SE from the other\'s spread)'
             within &= bool(abs(diff) <= 2 * se)
             cells.append(f'{diff:+.1f} ± {se:.1f}')
         lines.append(f'| {m[1]} | {m[2]} -> {2 * int(m[2])} | {cells[0]} | {cells[1]} | '
-                     f'{"yes" if within else "no"} |')
+                     f'{"yes" if within else "no"}{note} |')
     return '\n'.join(lines) + '\n' if len(lines) > 2 else ''
 
 

@@ -16,12 +16,12 @@ Each point keeps the checkpoint at 80% of its steps (8160 of 10200 at 120 epochs
 from experiments.sweeps import synthetic_ablation
 
 # budget (epochs) -> row -> seeds. At 120 epochs: Global FreqNorm moved +4.9 from 60 epochs
-# (seed 0), no normalisation +4.4 (3 seeds); 3 seeds each where time allowed (FreqIN seed 0:
-# +1.2 from its 3-seed mean, inside the spread; Pre-ResNorm 2 seeds; Freq-MixStyle not run yet).
-# At 120 epochs the last 20% of the steps still moved no normalisation by +5.2 and ResNorm by
-# +4.3, more than their seed std: those two rows at 240 epochs.
+# (seed 0), no normalisation +4.4 (3 seeds); 3 seeds each where time allowed (Pre-ResNorm 2 seeds;
+# Freq-MixStyle not run yet). At 120 epochs the last 20% of the steps still moved no
+# normalisation by +5.2 and ResNorm by +4.3, more than their seed std: those two rows at 240
+# epochs (seed 0 run; seeds 1-2 not yet).
 BUDGETS = {
-    120: {'mod1': (0, 1, 2), 'mod1_globalfreqnorm': (0, 1, 2), 'mod1_freqin': (0,),
+    120: {'mod1': (0, 1, 2), 'mod1_globalfreqnorm': (0, 1, 2), 'mod1_freqin': (0, 1, 2),
           'mod1_preresnorm': (0, 1), 'mod1_resnorm': (0, 1, 2), 'mod1_freqmixstyle': (0,)},
     240: {'mod1': (0, 1, 2), 'mod1_resnorm': (0, 1, 2)},
 }
