@@ -52,6 +52,9 @@ def test_a_single_seed_side_is_judged_with_the_other_sides_spread():
     md = ablation_report.claims_table({'mod1': mod1, 'mod8': mod8})
     line = next(x for x in md.splitlines() if x.startswith('| Mod-8 beats Mod-1 (overall)'))
     assert '| yes (1 seed on a side' in line and 'nan' not in line
+    md = ablation_report.claims_table({'mod1': mod8, 'mod8': mod8})   # one seed a side
+    line = next(x for x in md.splitlines() if x.startswith('| Mod-8 beats Mod-1 (overall)'))
+    assert line.endswith('| +0.0 | not judged (1 seed a side: no SE) |  |') and 'nan' not in line
 
 
 def test_claims_are_judged_within_one_budget():

@@ -185,9 +185,12 @@ def claims_table(pooled: dict) -> str:
             se, note = one_seed_se(a, b), ' (1 seed on a side: SE from the other\'s spread)'
         verdict = ('yes' if diff > 2 * se else 'reversed' if diff < -2 * se else
                    'not resolved') + note
+        if np.isnan(se):   # one seed a side: a difference, and no spread to judge it by
+            verdict = 'not judged (1 seed a side: no SE)'
         pb, pw = (paper_group(pooled[g].get('paper') or {}, c.group) for g in (c.better, c.worse))
         paper = '' if pb is None or pw is None else f'{pb - pw:+.1f}'
-        lines.append(f'| {c.text} ({c.group}) | {diff:+.1f} ± {se:.1f} | {verdict} | {paper} |')
+        ours = f'{diff:+.1f}' + ('' if np.isnan(se) else f' ± {se:.1f}')
+        lines.append(f'| {c.text} ({c.group}) | {ours} | {verdict} | {paper} |')
     return '\n'.join(lines) + '\n'
 
 
