@@ -141,10 +141,7 @@ def doubling_table(pooled: dict) -> str:
             continue
         cells, within, note = [], True, ''
         for g in ('overall', 'unseen'):
-            a, b = (per_seed_group(x, g) for x in (pooled[longer], r))
-            diff, se = margin(a, b)
-            if np.isnan(se) and max(len(a), len(b)) > 1:   # as claims_table: the other's spread
-                se, note = one_seed_se(a, b), ' (1 seed on a side: SE from the other\'s spread)'
+            diff, se, note = seed_margin(*(per_seed_group(x, g) for x in (pooled[longer], r)))
             within &= bool(abs(diff) <= 2 * se)
             cells.append(f'{diff:+.1f} ± {se:.1f}')
         lines.append(f'| {m[1]} | {m[2]} -> {2 * int(m[2])} | {cells[0]} | {cells[1]} | '
@@ -157,6 +154,15 @@ def one_seed_se(a, b) -> float:
     to spread as the side with several seeds does, s * sqrt(1/n_a + 1/n_b)."""
     s = evaluation.seed_std(a if len(a) > 1 else b)
     return float(s * np.sqrt(1 / len(a) + 1 / len(b)))
+
+
+def seed_margin(a, b) -> tuple[float, float, str]:
+    """mean(a) - mean(b), its Welch standard error and a note: with one seed on one side, that
+    side taken to spread as the other (`one_seed_se`); with one seed a side, SE nan."""
+    diff, se = margin(a, b)
+    if np.isnan(se) and max(len(a), len(b)) > 1:
+        return diff, one_seed_se(a, b), ' (1 seed on a side: SE from the other\'s spread)'
+    return diff, se, ''
 
 
 def by_budget(pooled: dict) -> dict:
@@ -178,11 +184,8 @@ def claims_table(pooled: dict) -> str:
         if c.better not in pooled or c.worse not in pooled:
             lines.append(f'| {c.text} ({c.group}) | not run | | |')
             continue
-        a, b = (per_seed_group(pooled[g], c.group) for g in (c.better, c.worse))
-        diff, se = margin(a, b)
-        note = ''
-        if np.isnan(se) and max(len(a), len(b)) > 1:   # one seed on a side: its spread unknown
-            se, note = one_seed_se(a, b), ' (1 seed on a side: SE from the other\'s spread)'
+        diff, se, note = seed_margin(*(per_seed_group(pooled[g], c.group)
+                                       for g in (c.better, c.worse)))
         verdict = ('yes' if diff > 2 * se else 'reversed' if diff < -2 * se else
                    'not resolved') + note
         if np.isnan(se):   # one seed a side: a difference, and no spread to judge it by
