@@ -21,8 +21,9 @@ from experiments.sweeps import synthetic_ablation
 # normalisation by +5.2 and ResNorm by +4.3, more than their seed std: those two rows at 240
 # epochs (seed 0 run; seeds 1-2 not yet).
 BUDGETS = {
+    96: {'mod1': (0, 1, 2), 'mod1_resnorm': (0, 1, 2)},
     120: {'mod1': (0, 1, 2), 'mod1_globalfreqnorm': (0, 1, 2), 'mod1_freqin': (0, 1, 2),
-          'mod1_preresnorm': (0, 1), 'mod1_resnorm': (0, 1, 2), 'mod1_freqmixstyle': (0,)},
+          'mod1_preresnorm': (0, 1, 2), 'mod1_resnorm': (0, 1, 2), 'mod1_freqmixstyle': (0,)},
     240: {'mod1': (0, 1, 2), 'mod1_resnorm': (0, 1, 2)},
 }
 
