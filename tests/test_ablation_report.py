@@ -72,14 +72,17 @@ def test_claims_are_judged_within_one_budget():
     assert '| +30.0 ± 7.1 | yes |' in line
 
 
-def test_doubling_sets_each_row_against_twice_its_budget():
+def test_budget_table_sets_each_row_against_its_next_longer_budget():
     none = _pooled([(8, 8, 8, 8, 8, 8, 4, 4, 4), (8, 8, 8, 8, 8, 8, 5, 5, 5)])   # unseen 40, 50
     longer = _pooled([(8, 8, 8, 8, 8, 8, 7, 7, 7), (8, 8, 8, 8, 8, 8, 8, 8, 8)])  # unseen 70, 80
-    md = ablation_report.doubling_table({'mod1.e120': none, 'mod1.e240': longer,
-                                         'mod1_resnorm.e120': none})
+    md = ablation_report.budget_table({'mod1.e120': none, 'mod1.e240': longer,
+                                       'mod1.e96': none, 'mod1_resnorm.e120': none})
     rows = [x for x in md.splitlines() if x.startswith('| mod1')]
-    assert rows == ['| mod1 | 120 -> 240 | +10.0 ± 2.4 | +30.0 ± 7.1 | no |']
-    assert ablation_report.doubling_table({'mod1': none}) == ''
+    # 96 -> 120: no change, under the seed std; 120 -> 240: +10 overall, over std 3.3 and 2 SE
+    assert rows == ['| mod1 | 96 -> 120 | +0.0 ± 2.4 | +0.0 ± 7.1 | yes (std 2.4) | yes |',
+                    '| mod1 | 120 -> 240 | +10.0 ± 2.4 | +30.0 ± 7.1 | no (std 2.4) | no |']
+    assert ablation_report.budget_table({'mod1': none}) == ''
     one = _pooled([(8, 8, 8, 8, 8, 8, 5, 5, 5)])   # one seed at 240: the 120 seeds' spread
-    md = ablation_report.doubling_table({'mod1.e120': none, 'mod1.e240': one})
-    assert '| mod1 | 120 -> 240 | +1.7 ± 2.9 | +5.0 ± 8.7 | yes (1 seed on a side' in md
+    md = ablation_report.budget_table({'mod1.e120': none, 'mod1.e240': one})
+    assert ('| mod1 | 120 -> 240 | +1.7 ± 2.9 | +5.0 ± 8.7 | 1 seed: no std | '
+            'yes (1 seed on a side') in md
