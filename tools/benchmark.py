@@ -429,9 +429,10 @@ def _time_classifier_step(k: int, repeats: int, translate=None, qat: bool = Fals
     return {**info, **timed(run, repeats, warmup=0)}   # the first call (in info) warmed it
 
 
-def _classifier_step(k: int, translate=None, qat: bool = False,
-                     at_once: int = 0) -> tuple[Callable[[], None], dict]:
-    """`_time_classifier_step`'s step, built and called once: (run one step, its record)."""
+def _classifier_step(k: int, translate=None, qat: bool = False, at_once: int = 0,
+                     cost: bool = False) -> tuple[Callable[[], None], dict]:
+    """`_time_classifier_step`'s step, built and called once: (run one step, its record), with
+    `cost` also XLA's cost analysis of the compiled step (`_cost`)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -469,9 +470,11 @@ def _classifier_step(k: int, translate=None, qat: bool = False,
     start = time.perf_counter()
     run()
     first = time.perf_counter() - start
+    analysis = _cost(step.lower(holder['state'], batch).compile()) if cost else {}
     return run, {'batch_size': 32, 'dtype': 'float32', 'input_shape': list(shape), 'seeds': k,
                  'backend': jax.default_backend(),
-                 'seeds_at_once': step_lib.seeds_at_once(at_once, k), 'first_call_s': first}
+                 'seeds_at_once': step_lib.seeds_at_once(at_once, k), 'first_call_s': first,
+                 **analysis}
 
 
 def bench_seeds(repeats: int) -> list[dict]:
@@ -479,16 +482,25 @@ def bench_seeds(repeats: int) -> list[dict]:
     as the backend's default runs it (config.seeds_at_once = 0: one after another on CPU, all
     vmapped on accelerators) and all 8 vmapped together, in interleaved rounds (the ratio is the
     target, and two separate runs of the same step drift apart by up to ~8% on a shared host);
-    each timed step after an untimed one of its own."""
+    each timed step after an untimed one of its own. Each record carries XLA's cost analysis of
+    its step and, per seed, its GB and GFLOP against one seed's: the account of the ratio when the
+    single-seed step is bandwidth-bound."""
     variants = {(1, 0): '', (8, 0): '', (8, 8): ', all vmapped together'}
-    built = {v: _classifier_step(v[0], at_once=v[1]) for v in variants}
+    built = {v: _classifier_step(v[0], at_once=v[1], cost=True) for v in variants}
     stats = interleaved({v: run for v, (run, _) in built.items()}, repeats, warmup=0,
                         calls_per_turn=2)
-    return [{'name': f'seed-parallel train step: Mod-1+ResNorm, K={k} seeds{label}',
+    one = built[1, 0][1]
+    records = []
+    for (k, at_once), label in variants.items():
+        r = {'name': f'seed-parallel train step: Mod-1+ResNorm, K={k} seeds{label}',
              **built[k, at_once][1], **stats[k, at_once],
              'protocol': 'interleaved, 2 calls per turn',
              'clips_per_s': k * 32 / stats[k, at_once]['median_s']}
-            for (k, at_once), label in variants.items()]
+        if one.get('gbytes'):
+            r['gbytes_per_seed_vs_one'] = r['gbytes'] / k / one['gbytes']
+            r['gflop_per_seed_vs_one'] = r['gflop'] / k / one['gflop']
+        records.append(r)
+    return records
 
 
 def bench_translator(repeats: int) -> list[dict]:
@@ -845,6 +857,10 @@ def markdown(env: dict, records: list[dict], section_s: dict | None = None) -> s
         if 'speedup_vs_baseline' in r:
             name += (f' ({r["speedup_vs_baseline"]:.2f}x baseline; {r["gbytes"]:.0f} GB, '
                      f'{r["gflop"]:.0f} GFLOP, {r["vs_floor"]:.1f}x its floor)')
+        if 'gbytes_per_seed_vs_one' in r:
+            name += (f' ({r["gbytes"]:.0f} GB, {r["gflop"]:.0f} GFLOP, {r["temp_gb"]:.1f} GB '
+                     f'temporaries; per seed {r["gbytes_per_seed_vs_one"]:.2f}x the bytes of '
+                     'one)')
         for key, unit in (('gb_s', 'GB/s'), ('gflop_s', 'GFLOP/s')):
             if key in r:
                 name += f': {r[key]:.1f} {unit}'
