@@ -24,7 +24,7 @@ BUDGETS = {
     96: {'mod1': (0, 1, 2), 'mod1_resnorm': (0, 1, 2)},
     120: {'mod1': (0, 1, 2), 'mod1_globalfreqnorm': (0, 1, 2), 'mod1_freqin': (0, 1, 2),
           'mod1_preresnorm': (0, 1, 2), 'mod1_resnorm': (0, 1, 2),
-          'mod1_freqmixstyle': (0, 1, 2), 'mod1_resnorm_freqmixstyle': (0, 1, 2)},
+          'mod1_freqmixstyle': (0, 1, 2), 'mod1_resnorm_freqmixstyle': (0, 1)},
     240: {'mod1': (0, 1, 2), 'mod1_resnorm': (0, 1, 2)},
 }
 
