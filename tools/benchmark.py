@@ -658,6 +658,7 @@ def bench_loop(repeats: int) -> list[dict]:
     return [{'name': f'training loop: {FLAGS.loop_row}, python -m ascjax.train code path',
              **common, 'row': FLAGS.loop_row, 'median_s': loop_s,
              'p90_s': float(np.percentile(windows, 90)), 'windows': len(windows),
+             'window_s': [round(w, 4) for w in windows],
              'steps': [short, long], 'wall_s': {str(k): v for k, v in wall.items()},
              'wall_estimate_s': wall_s, 'wall_vs_bare_step': wall_s / bare['median_s'],
              'clips_per_s': config.train.batch_size / loop_s,
