@@ -140,7 +140,7 @@ def budget_table(pooled: dict) -> str:
         if m:
             budgets.setdefault(m[1], []).append(int(m[2]))
     lines = ['| row | budgets (epochs) | overall change ± SE | unseen change ± SE | '
-             '|overall change| < seed std (longer) | within 2 SE |', '|' + '---|' * 6]
+             'overall change under the seed std (longer) | within 2 SE |', '|' + '---|' * 6]
     for row, epochs in budgets.items():
         epochs = sorted(epochs)
         for short, long in zip(epochs, epochs[1:]):
