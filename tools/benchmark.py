@@ -599,9 +599,9 @@ def bench_loop(repeats: int) -> list[dict]:
 
     The loop's s/step is the median over its own progress windows (5 steps between log lines;
     the run's last 10 windows, so the first steps and compilation are out), the same statistic as
-    the bare step's median: one slow stretch of the machine (a 70-step run once took 85.7 s
-    against 65.5 s for its twin, at the bare step's speed in every window measured since) moves
-    neither. Kept beside it: the wall-clock estimate (t(N2) - t(N1)) / (N2 - N1), each t the
+    the bare step's median, so set-up and compile time (8 s apart between two 10-step runs) do not
+    move it; every window is kept (`window_s`: under memory pressure they climb within a run,
+    README). Kept beside it: the wall-clock estimate (t(N2) - t(N1)) / (N2 - N1), each t the
     faster of two runs, which also carries everything a run does once per step outside the
     windows. The bare step is the same jitted program on one device-resident batch. The loop's
     s/step times TAU20's 13,962 clips / B is the epoch estimate with the pipeline."""
