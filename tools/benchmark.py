@@ -35,7 +35,7 @@ from absl import app, flags
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
 flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'qat', 'compile', 'loop',
                            'levers'],
-                  'Sections to run (compile_child: internal, one compile measurement).')
+                  'Sections to run (compile_child, loop_child: internal, a section\'s fresh process).')
 flags.DEFINE_list('train_batch_sizes', ['32'], 'In `models`, the train-step batch sizes (the '
                   'first also gets the xla rows and B = 1 inference; tools/gpu_check.sh: 32,256).')
 flags.DEFINE_string('loop_row', 'mod1_resnorm', 'In `loop`, the paper row (experiments/configs/'
@@ -526,6 +526,18 @@ def bench_translator(repeats: int) -> list[dict]:
     return records
 
 
+def _child(section: str, args: list[str]):
+    """The result of `section` (a key of CHILDREN) run by this script in a fresh process, beside
+    this one (no preallocated device memory), from its CHILD_RESULT line."""
+    command = [sys.executable, os.path.abspath(__file__), f'--only={section}', *args]
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
+    lines = [l for l in done.stdout.splitlines() if l.startswith('CHILD_RESULT ')]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f'{section} exited {done.returncode}: {done.stderr.strip()[-300:]}')
+    return json.loads(lines[-1][len('CHILD_RESULT '):])
+
+
 def compile_child() -> dict:
     """In this (fresh) process: trace + lower and compile the Mod-8+ResNorm train step
     (conv_impl shift, B = 32) with the persistent compilation cache at --compile_cache_dir."""
@@ -553,22 +565,15 @@ def bench_compile(repeats: int):
     del repeats
     cache = os.path.join(_scratch_dir(), 'jax_compilation_cache')
     for what in ('cold, populating the persistent cache', 'warm, persistent cache'):
-        command = [sys.executable, os.path.abspath(__file__), '--only=compile_child',
-                   f'--compile_cache_dir={cache}']
         rec = {'name': f'compile: Mod-8+ResNorm train step conv_impl=shift, {what}',
                'framework': 'jax', 'batch_size': 32, 'dtype': 'float32',
                'input_shape': [256, 431, 1], 'persistent_cache': True}
         start = time.perf_counter()
         try:
-            env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')  # beside this process
-            done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
-            lines = [l for l in done.stdout.splitlines() if l.startswith('COMPILE_RESULT ')]
-            if done.returncode != 0 or not lines:
-                raise RuntimeError(f'exit {done.returncode}: {done.stderr.strip()[-300:]}')
+            result = _child('compile_child', [f'--compile_cache_dir={cache}'])
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
             rec['skipped'] = f'{type(e).__name__}: {e}'[:400]
         else:
-            result = json.loads(lines[-1][len('COMPILE_RESULT '):])
             # The table's median column shows trace + lower + compile (one measurement).
             rec.update(result, median_s=result['lower_and_compile_s'],
                        min_s=result['lower_and_compile_s'],
@@ -593,18 +598,39 @@ def bench_qat(repeats: int) -> list[dict]:
 
 def bench_loop(repeats: int) -> list[dict]:
     """The real training loop against its bare step (paper row --loop_row, B = 32, on the demo
-    set at the paper's input, 10-s clips x 256 mels): `ascjax.train`'s code path (tf.data
-    pipeline, jitted step, progress logs every 5 steps, TensorBoard, train_metrics.jsonl,
-    checkpoints), run twice for N1 and twice for N2 steps in fresh workdirs.
+    set at the paper's input, 10-s clips x 256 mels), measured in a fresh process (`loop_child`)
+    as `python -m ascjax.train` runs: in this one, after the other sections, the process held
+    12.8 GB and the loop's host batches (tf.data -> numpy -> device buffer, new huge pages each
+    step) met memory compaction the bare step does not (README, benchmark notes)."""
+    return _child('loop_child', [f'--loop_row={FLAGS.loop_row}', f'--repeats={repeats}',
+                                 *([f'--data_dir={FLAGS.data_dir}'] if FLAGS.data_dir else [])])
+
+
+def _vmstat() -> dict[str, int]:
+    """The kernel's counters of memory-compaction stalls and huge-page fallbacks (Linux)."""
+    try:
+        with open('/proc/vmstat') as f:
+            counters = dict(line.split() for line in f)
+    except OSError:
+        return {}
+    return {k: int(counters[k]) for k in ('compact_stall', 'thp_fault_fallback') if k in counters}
+
+
+def loop_child(repeats: int = 0) -> list[dict]:
+    """In this (fresh) process: `ascjax.train`'s code path (tf.data pipeline, jitted step,
+    progress logs every 5 steps, TensorBoard, train_metrics.jsonl, checkpoints), run twice for N1
+    and twice for N2 steps in fresh workdirs, then its bare step.
 
     The loop's s/step is the median over its own progress windows (5 steps between log lines;
     the run's last 10 windows, so the first steps and compilation are out), the same statistic as
     the bare step's median, so set-up and compile time (8 s apart between two 10-step runs) do not
-    move it; every window is kept (`window_s`: under memory pressure they climb within a run,
-    README). Kept beside it: the wall-clock estimate (t(N2) - t(N1)) / (N2 - N1), each t the
-    faster of two runs, which also carries everything a run does once per step outside the
-    windows. The bare step is the same jitted program on one device-resident batch. The loop's
-    s/step times TAU20's 13,962 clips / B is the epoch estimate with the pipeline."""
+    move it; every window is kept (`window_s`), with the kernel's compaction stalls during the
+    runs (`vmstat`: under memory pressure the windows climb within a run, README). Kept beside it:
+    the wall-clock estimate (t(N2) - t(N1)) / (N2 - N1), each t the faster of two runs, which also
+    carries everything a run does once per step outside the windows. The bare step is the same
+    jitted program on one device-resident batch. The loop's s/step times TAU20's 13,962 clips / B
+    is the epoch estimate with the pipeline."""
+    repeats = repeats or FLAGS.repeats
     import shutil
     import tempfile
     import jax
@@ -623,6 +649,7 @@ def bench_loop(repeats: int) -> list[dict]:
     task = classifier.task(config, builder)
     short, long = 10, 10 + 20 * repeats
     wall, windows = {short: [], long: []}, []
+    vmstat_start = _vmstat()
     for n in (short, long, short, long):
         config.train.num_steps = n
         workdir = tempfile.mkdtemp(prefix='ascjax_bench_loop_')
@@ -638,6 +665,7 @@ def bench_loop(repeats: int) -> list[dict]:
             windows += [(t1 - t0) / (s1 - s0) for (t0, s0), (t1, s1) in zip(marks, marks[1:])]
     loop_s = float(np.median(windows))
     wall_s = (min(wall[long]) - min(wall[short])) / (long - short)
+    vmstat = {k: v - vmstat_start[k] for k, v in _vmstat().items()}
 
     mesh = mesh_lib.data_mesh()
     steps_per_epoch = max(len(task.source) // config.train.batch_size, 1)
@@ -657,6 +685,7 @@ def bench_loop(repeats: int) -> list[dict]:
               'input_shape': list(shape)}
     return [{'name': f'training loop: {FLAGS.loop_row}, python -m ascjax.train code path',
              **common, 'row': FLAGS.loop_row, 'median_s': loop_s,
+             'process': 'fresh', 'vmstat': vmstat,
              'p90_s': float(np.percentile(windows, 90)), 'windows': len(windows),
              'window_s': [round(w, 4) for w in windows],
              'steps': [short, long], 'wall_s': {str(k): v for k, v in wall.items()},
@@ -769,6 +798,9 @@ def bench_levers(repeats: int):
 SECTIONS = {'pipeline': bench_pipeline, 'models': bench_models, 'seeds': bench_seeds,
             'translator': bench_translator, 'qat': bench_qat, 'compile': bench_compile,
             'loop': bench_loop, 'levers': bench_levers}
+
+
+CHILDREN = {'compile_child': compile_child, 'loop_child': loop_child}   # run by `_child`
 
 
 def _find(records: list[dict], name: str) -> dict | None:
@@ -893,8 +925,8 @@ def main(argv):
     del argv
     _with_hugetlb()
     sys.path.insert(0, ROOT)
-    if FLAGS.only == ['compile_child']:   # one measurement for bench_compile, in a fresh process
-        print('COMPILE_RESULT ' + json.dumps(compile_child()), flush=True)
+    if len(FLAGS.only) == 1 and FLAGS.only[0] in CHILDREN:   # a section's fresh process
+        print('CHILD_RESULT ' + json.dumps(CHILDREN[FLAGS.only[0]]()), flush=True)
         return
     # torch.compile's caches in this run's scratch directory: its first call is a cold compile.
     os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(_scratch_dir(), 'inductor'))
