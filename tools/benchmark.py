@@ -35,7 +35,8 @@ from absl import app, flags
 flags.DEFINE_string('out', 'bench/results.json', 'JSON output; a Markdown table is written beside.')
 flags.DEFINE_list('only', ['pipeline', 'models', 'seeds', 'translator', 'qat', 'compile', 'loop',
                            'levers'],
-                  'Sections to run (compile_child, loop_child: internal, a section\'s fresh process).')
+                  'Sections to run (compile_child, loop_child: internal, a section\'s fresh '
+                  'process).')
 flags.DEFINE_list('train_batch_sizes', ['32'], 'In `models`, the train-step batch sizes (the '
                   'first also gets the xla rows and B = 1 inference; tools/gpu_check.sh: 32,256).')
 flags.DEFINE_string('loop_row', 'mod1_resnorm', 'In `loop`, the paper row (experiments/configs/'
@@ -616,7 +617,7 @@ def _vmstat() -> dict[str, int]:
     return {k: int(counters[k]) for k in ('compact_stall', 'thp_fault_fallback') if k in counters}
 
 
-def loop_child(repeats: int = 0) -> list[dict]:
+def loop_child() -> list[dict]:
     """In this (fresh) process: `ascjax.train`'s code path (tf.data pipeline, jitted step,
     progress logs every 5 steps, TensorBoard, train_metrics.jsonl, checkpoints), run twice for N1
     and twice for N2 steps in fresh workdirs, then its bare step.
@@ -630,7 +631,7 @@ def loop_child(repeats: int = 0) -> list[dict]:
     carries everything a run does once per step outside the windows. The bare step is the same
     jitted program on one device-resident batch. The loop's s/step times TAU20's 13,962 clips / B
     is the epoch estimate with the pipeline."""
-    repeats = repeats or FLAGS.repeats
+    repeats = FLAGS.repeats
     import shutil
     import tempfile
     import jax
