@@ -88,3 +88,27 @@ def test_host_threads_auto_is_one_on_a_small_cpu_host():
     assert feed.host_threads(3, 'cpu', 2) == 3
     with pytest.raises(ValueError, match='host_threads'):
         feed.host_threads(-1)
+
+
+def test_in_memory_auto_holds_a_split_that_fits_on_a_cpu_backend(tau_builder, tau_dir):
+    """None (the default) chooses device memory on a CPU backend when the split, as
+    `load_on_device` holds it, takes at most 1/AUTO_MEMORY_FRACTION of host memory; an explicit
+    True or False is kept."""
+    config = tiny_config.get_config('mod1_resnorm')
+    assert config.data.in_memory is None
+    mesh = mesh_lib.data_mesh()
+    for source in (sources.TfdsSource.from_builder(tau_builder, 'train'),
+                   sources.WavSource.open(tau_dir, 'train', config.data.front_end.sample_rate,
+                                          config.data.clip_seconds)):
+        held = feed.load_on_device(source, config, mesh)
+        size = feed.split_bytes(source, config)
+        assert size == sum(a.nbytes for a in held.values()), source.signal
+        fits = size * jax.local_device_count() * feed.AUTO_MEMORY_FRACTION
+        assert feed.in_memory(config, source, 'cpu', fits)
+        assert feed.name(config, source) == 'device memory'   # this CPU test host: it fits
+        assert not feed.in_memory(config, source, 'cpu', fits - 1)
+        assert not feed.in_memory(config, source, 'gpu', fits)
+        for requested in (True, False):
+            config.data.in_memory = requested
+            assert feed.in_memory(config, source, 'gpu', 1) is requested
+        config.data.in_memory = None

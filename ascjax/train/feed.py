@@ -7,10 +7,14 @@
   step and no TensorFlow: the order comes from `ascjax.data.order`, which reproduces the tf.data
   pipeline's stateless shuffle exactly, so both feeds give the same batches, bit for bit. For small
   models and datasets that fit the accelerator (a sweep of Mod-1 rows on the synthetic set).
+
+`config.data.in_memory = None` (the default) chooses: device memory on a CPU backend when the
+split fits (`in_memory`), tf.data otherwise. Either way the run is the same, bit for bit.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 
@@ -18,14 +22,49 @@ import jax
 import numpy as np
 
 from ascjax import features
-from ascjax.data import order
+from ascjax.data import order, sources
 from ascjax.train import mesh as mesh_lib
 
 CHANNEL_KEYS = ('spectrogram', 'target')   # per-example [F, T] signals that get a channel axis
 
 
-def in_memory(config) -> bool:
-    return bool(config.data.get('in_memory', False))
+AUTO_MEMORY_FRACTION = 8   # auto: the split (on every local device) takes <= 1/8 of host memory
+
+
+def in_memory(config, source, backend: str | None = None,
+              host_memory: int | None = None) -> bool:
+    """Whether the training split is held in device memory (`config.data.in_memory`; None = auto).
+
+    auto: yes on a CPU backend in one process when the split, replicated on every local device,
+    takes at most 1/AUTO_MEMORY_FRACTION of host memory. On a CPU the device memory is host
+    memory, and tf.data's per-step host work (its thread and the batch copy) shares the cores and
+    the memory bandwidth with the step: on 2 cores the loop ran 1.22x its bare step with tf.data
+    (`make bench`, section loop, fb53fb5) and at the bare step's speed from memory. Otherwise
+    tf.data: an accelerator's memory is the model's, and a split held on every host of a
+    multi-host run would be loaded once per host.
+    """
+    requested = config.data.get('in_memory', None)
+    if requested is not None:
+        return bool(requested)
+    if (backend or jax.default_backend()) != 'cpu' or jax.process_count() > 1:
+        return False
+    host_memory = host_memory or os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    return split_bytes(source, config) * jax.local_device_count() <= \
+        host_memory // AUTO_MEMORY_FRACTION
+
+
+def name(config, source) -> str:
+    """The feed a run of `config` on `source` uses: 'device memory' or 'tf.data'."""
+    return 'device memory' if in_memory(config, source) else 'tf.data'
+
+
+def split_bytes(source, config) -> int:
+    """Bytes of `source` as `load_on_device` holds it: float32 log-mels (a waveform source's
+    computed from `config.data`'s front end), its extras, and the int32 metadata."""
+    signal = (math.prod(source.signal_shape) if source.signal == 'spectrogram'
+              else math.prod(features.input_shape(config.data)))
+    extras = sum(math.prod(shape) for shape in getattr(source, 'extras', {}).values())
+    return len(source) * 4 * (signal + extras + len(sources.METADATA))
 
 
 def host_threads(requested: int, backend: str | None = None,
@@ -46,7 +85,7 @@ def host_threads(requested: int, backend: str | None = None,
 
 def train_batches(source, config, mesh, start_step: int, num_steps: int) -> Iterator[dict]:
     """Global training batches for steps start_step .. start_step + num_steps - 1."""
-    if in_memory(config):
+    if in_memory(config, source):
         return device_batches(load_on_device(source, config, mesh), len(source),
                               config.train.batch_size, config.seed, start_step, num_steps, mesh)
     from ascjax.data import pipeline

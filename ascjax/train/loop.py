@@ -133,9 +133,9 @@ def train(task: Task, config, workdir: str) -> Trained:
         progress_lib.hparams(progress, config)
     batches = feed.train_batches(task.source, config, mesh, start, max(total_steps - start, 0))
     logging.info('training %s for steps %d..%d (%d per epoch, batch %d), %d seed(s), %d device(s) '
-                 'in mesh %s%s', task.name, start, total_steps, steps_per_epoch,
+                 'in mesh %s, feed: %s', task.name, start, total_steps, steps_per_epoch,
                  config.train.batch_size, config.num_seeds, jax.device_count(), dict(mesh.shape),
-                 ', data in device memory' if feed.in_memory(config) else '')
+                 feed.name(config, task.source))
     state = fit(state, train_step, batches, mngr, progress, total_steps,
                 config.train.checkpoint_every_steps)
     return Trained(state, shardings, mesh, progress, total_steps)

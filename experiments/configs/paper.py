@@ -22,6 +22,7 @@ and after each of the four stages, with lambda = 0.1.
 from typing import NamedTuple
 
 import ml_collections
+from ml_collections import config_dict
 
 from ascjax.compress import qat
 from ascjax.models.norms import POSITIONS
@@ -136,9 +137,10 @@ def data_config() -> ml_collections.ConfigDict:
         'features_on': 'host',         # 'host': cached log-mels; 'device': waveforms, JAX log-mel
         # 'tfds': the cached TFDS dataset; 'wav': the wav files (no TensorFlow; log-mels on the
         # device; with in_memory, computed once). in_memory: the training split held in device
-        # memory, batches gathered there in the tf.data pipeline's order (ascjax.train.feed).
+        # memory, batches gathered there in the tf.data pipeline's order, bit for bit the same
+        # batches (ascjax.train.feed); None = auto: on a CPU backend when the split fits.
         'store': 'tfds',
-        'in_memory': False,
+        'in_memory': config_dict.placeholder(bool),
         # tf.data's threads for training batches: 0 = auto (1 on a CPU backend with <= 4 cores,
         # where more took CPU from the train step; otherwise tf.data's own pool).
         'host_threads': 0,
