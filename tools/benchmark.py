@@ -607,6 +607,20 @@ def bench_loop(repeats: int) -> list[dict]:
                                  *([f'--data_dir={FLAGS.data_dir}'] if FLAGS.data_dir else [])])
 
 
+def _wall_estimate(wall: dict[int, list[float]]) -> float:
+    """(t(N2) - t(N1)) / (N2 - N1) from {N: run times}, each t the fastest run of N steps."""
+    (n1, t1), (n2, t2) = sorted(wall.items())
+    return (min(t2) - min(t1)) / (n2 - n1)
+
+
+def _has_tensorflow() -> bool:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _vmstat() -> dict[str, int]:
     """The kernel's counters of memory-compaction stalls and huge-page fallbacks (Linux)."""
     try:
@@ -619,10 +633,13 @@ def _vmstat() -> dict[str, int]:
 
 def loop_child() -> list[dict]:
     """In this (fresh) process: `ascjax.train`'s code path (the feed, jitted step, progress logs
-    every 5 steps, TensorBoard, train_metrics.jsonl, checkpoints), run twice for N1 and twice for
-    N2 steps in fresh workdirs, with the default feed (`config.data.in_memory = None`: on a CPU
-    the split in memory where it fits, `ascjax.train.feed.in_memory`) and then with tf.data, the
-    feed of a split that does not fit; then its bare step.
+    every 5 steps, TensorBoard, train_metrics.jsonl, checkpoints) for N1 and for N2 steps in fresh
+    workdirs, with the default feed (`config.data.in_memory = None`: on a CPU the split in memory
+    where it fits, `ascjax.train.feed.in_memory`) and with tf.data, the feed of a split that does
+    not fit; then a block of its bare step; all of it twice, interleaved, so that the machine's
+    drift over the section (a Mod-1 step at 1.36 s and 1.56 s ten minutes apart) moves the loop
+    and the bare step alike. Where TensorFlow is missing (the device images) the one feed there
+    is: the wav files, log-mels computed once, held in device memory.
 
     The loop's s/step is the median over its own progress windows (5 steps between log lines;
     the run's last 10 windows, so the first steps and compilation are out), the same statistic as
@@ -631,7 +648,7 @@ def loop_child() -> list[dict]:
     runs (`vmstat`: under memory pressure the windows climb within a run, README). Kept beside it:
     the wall-clock estimate (t(N2) - t(N1)) / (N2 - N1), each t the faster of two runs, which also
     carries everything a run does once per step outside the windows. The bare step is the same
-    jitted program on one device-resident batch. A loop's s/step times TAU20's 13,962 clips / B
+    jitted program on one device-resident batch, its median over both blocks. A loop's s/step times TAU20's 13,962 clips / B
     is the epoch estimate with that feed."""
     repeats = FLAGS.repeats
     import shutil
@@ -648,63 +665,73 @@ def loop_child() -> list[dict]:
     config.train.log_every_steps = 5
     if FLAGS.data_dir:
         config.data.data_dir = FLAGS.data_dir
+    if not _has_tensorflow():   # a device image: the wav files, held in device memory
+        config.data.update(store='wav', in_memory=True)
     builder = run_lib.open_data(config)
     task = classifier.task(config, builder)
     short, long = 10, 10 + 20 * repeats
-    loops = []   # the default feed (auto), then tf.data if the default was not tf.data
-    for requested in (None, False) if feed.in_memory(config, task.source) else (None,):
-        config.data.in_memory = requested
-        name = feed.name(config, task.source)
-        wall, windows = {short: [], long: []}, []
-        vmstat_start = _vmstat()
-        for n in (short, long, short, long):
-            config.train.num_steps = n
-            workdir = tempfile.mkdtemp(prefix='ascjax_bench_loop_')
-            try:
-                start = time.perf_counter()
-                trained = loop.train(task, config, workdir)
-                jax.block_until_ready(trained.state)
-                wall[n].append(time.perf_counter() - start)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-            if n == long:   # (time, step) of the last log lines
-                marks = list(trained.progress.marks)
-                windows += [(t1 - t0) / (s1 - s0) for (t0, s0), (t1, s1) in zip(marks, marks[1:])]
-        loops.append({'feed': name + (' (default)' if requested is None else ''),
-                      'median_s': float(np.median(windows)),
-                      'wall_estimate_s': (min(wall[long]) - min(wall[short])) / (long - short),
-                      'windows': windows, 'wall': wall,
-                      'vmstat': {k: v - vmstat_start[k] for k, v in _vmstat().items()}})
-
+    feeds = [config.data.in_memory]    # the default (None: auto) ...
+    if feeds[0] is None and feed.in_memory(config, task.source):
+        feeds.append(False)              # ... and tf.data, the feed of a split that does not fit
+    loops = {requested: {'feed': '', 'wall': {short: [], long: []}, 'windows': [],
+                         'vmstat': {}} for requested in feeds}
     mesh = mesh_lib.data_mesh()
-    steps_per_epoch = max(len(task.source) // config.train.batch_size, 1)
     shape = features.input_shape(config.data)
-    tx = optim.optimizer(config.train, state_lib.param_shapes(task.model, shape), steps_per_epoch)
-    step = classifier.make_train_step(task.model, tx, config,
-                                      optim.schedule(config.train, steps_per_epoch),
-                                      trained.shardings, mesh)
-    batch = next(iter(feed.train_batches(task.source, config, mesh, 0, 1)))
-    holder = {'state': trained.state}
-
-    def run():
-        holder['state'], metrics = step(holder['state'], batch)
-        jax.block_until_ready(metrics)
-    bare = timed(run, max(10, 5 * repeats), warmup=2)
+    step, bare_times = None, []
+    for _ in range(2):   # rounds: each feed's N1- and N2-step runs, then a block of bare steps
+        for requested, run in loops.items():
+            config.data.in_memory = requested
+            run['feed'] = feed.name(config, task.source) + (
+                ' (default)' if requested is None else
+                ' (wav files: no TensorFlow here)' if requested else '')
+            vmstat_start = _vmstat()
+            for n in (short, long):
+                config.train.num_steps = n
+                workdir = tempfile.mkdtemp(prefix='ascjax_bench_loop_')
+                try:
+                    start = time.perf_counter()
+                    trained = loop.train(task, config, workdir)
+                    jax.block_until_ready(trained.state)
+                    run['wall'][n].append(time.perf_counter() - start)
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+            marks = list(trained.progress.marks)   # (time, step) of the N2 run's log lines
+            run['windows'] += [(t1 - t0) / (s1 - s0)
+                               for (t0, s0), (t1, s1) in zip(marks, marks[1:])]
+            for k, v in _vmstat().items():
+                run['vmstat'][k] = run['vmstat'].get(k, 0) + v - vmstat_start[k]
+        if step is None:
+            steps_per_epoch = max(len(task.source) // config.train.batch_size, 1)
+            tx = optim.optimizer(config.train, state_lib.param_shapes(task.model, shape),
+                                 steps_per_epoch)
+            step = classifier.make_train_step(task.model, tx, config,
+                                              optim.schedule(config.train, steps_per_epoch),
+                                              trained.shardings, mesh)
+            batch = next(iter(feed.train_batches(task.source, config, mesh, 0, 1)))
+            state = trained.state
+        for i in range(1 + max(5, (5 * repeats + 1) // 2)):   # the first call: warm-up
+            start = time.perf_counter()
+            state, metrics = step(state, batch)
+            jax.block_until_ready(metrics)
+            if i:
+                bare_times.append(time.perf_counter() - start)
+    bare = _summary(bare_times)
     common = {'batch_size': config.train.batch_size, 'dtype': 'float32',
               'input_shape': list(shape)}
-    records = [{'name': f'training loop: {FLAGS.loop_row}, python -m ascjax.train code path, '
-                        f'feed {run["feed"]}', **common, 'row': FLAGS.loop_row,
-                'feed': run['feed'], 'median_s': run['median_s'], 'process': 'fresh',
-                'vmstat': run['vmstat'], 'p90_s': float(np.percentile(run['windows'], 90)),
-                'windows': len(run['windows']),
-                'window_s': [round(w, 4) for w in run['windows']], 'steps': [short, long],
-                'wall_s': {str(k): v for k, v in run['wall'].items()},
-                'wall_estimate_s': run['wall_estimate_s'],
-                'wall_vs_bare_step': run['wall_estimate_s'] / bare['median_s'],
-                'clips_per_s': config.train.batch_size / run['median_s'],
-                'vs_bare_step': run['median_s'] / bare['median_s'],
-                'tau20_epoch_s': TAU20_TRAIN_CLIPS / config.train.batch_size * run['median_s']}
-               for run in loops]
+    records = []
+    for run in loops.values():
+        median, wall = float(np.median(run['windows'])), _wall_estimate(run['wall'])
+        records.append({
+            'name': f'training loop: {FLAGS.loop_row}, python -m ascjax.train code path, '
+                    f'feed {run["feed"]}', **common, 'row': FLAGS.loop_row, 'feed': run['feed'],
+            'median_s': median, 'p90_s': float(np.percentile(run['windows'], 90)),
+            'process': 'fresh', 'vmstat': run['vmstat'], 'windows': len(run['windows']),
+            'window_s': [round(w, 4) for w in run['windows']], 'steps': [short, long],
+            'wall_s': {str(k): v for k, v in run['wall'].items()}, 'wall_estimate_s': wall,
+            'wall_vs_bare_step': wall / bare['median_s'],
+            'clips_per_s': config.train.batch_size / median,
+            'vs_bare_step': median / bare['median_s'],
+            'tau20_epoch_s': TAU20_TRAIN_CLIPS / config.train.batch_size * median})
     return records + [{'name': f'training loop: {FLAGS.loop_row}, bare step', **common, **bare,
                        'clips_per_s': config.train.batch_size / bare['median_s']}]
 

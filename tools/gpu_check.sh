@@ -32,8 +32,8 @@ else
   SETTINGS="--slow --train_batch_sizes=32,256 --repeats=20"
   LOOP_ROW=mod8_resnorm
 fi
-# loop last: the real training loop for the TAU20 epoch estimate with the pipeline (tf.data: a
-# device image without TensorFlow records the section as failed, the others stand)
+# loop last: the real training loop for the TAU20 epoch estimate with the feed (without
+# TensorFlow, as on a device image: the wav files, held in device memory)
 # shellcheck disable=SC2086
 timeout "${1:-540}" python3 tools/benchmark.py --only=models,seeds,compile,translator,loop \
   $SETTINGS --loop_row=$LOOP_ROW --out="$OUT/gpu_results.json"
