@@ -36,10 +36,10 @@ def in_memory(config, source, backend: str | None = None,
     """Whether the training split is held in device memory (`config.data.in_memory`; None = auto).
 
     auto: yes on a CPU backend in one process when the split, replicated on every local device,
-    takes at most 1/AUTO_MEMORY_FRACTION of host memory. On a CPU the device memory is host
-    memory, and tf.data's per-step host work (its thread and the batch copy) shares the cores and
-    the memory bandwidth with the step: on 2 cores the loop ran 1.22x its bare step with tf.data
-    (`make bench`, section loop, fb53fb5) and at the bare step's speed from memory. Otherwise
+    takes at most 1/AUTO_MEMORY_FRACTION of host memory: on a CPU the device memory is host
+    memory, and the run then does no host work per step and needs no TensorFlow thread. Speed
+    does not decide it: on 2 cores both feeds ran within 10% of the bare step (1.08x from memory,
+    1.06x with tf.data; `make bench`, section loop, interleaved, bench/loop.json). Otherwise
     tf.data: an accelerator's memory is the model's, and a split held on every host of a
     multi-host run would be loaded once per host.
     """
