@@ -54,12 +54,13 @@ def test_repository_sweeps_load_and_check():
         assert len(translated) == 3 and all(c.translator.workdir and c.translator.required
                                             and not c.paper for c in translated)
         # the paper's five Mod-1 rows at 96 epochs (80% of 120), those and the two
-        # Freq-MixStyle rows at 120, none and ResNorm at 240
-        assert len(converge) == 40
-        budgets = [(c.train.num_epochs, c.train.checkpoint_every_steps) for c in configs[-40:]]
-        assert budgets == ([(96, 6528)] * 15 + [(120, 8160)] * 19   # kept: 80% of the steps
+        # Freq-MixStyle rows at 120 (none and ResNorm with 5 seeds), none and ResNorm at 240
+        assert len(converge) == 48
+        budgets = [(c.train.num_epochs, c.train.checkpoint_every_steps) for c in configs[-48:]]
+        assert budgets == ([(96, 6528)] * 19 + [(120, 8160)] * 23   # kept: 80% of the steps
                            + [(240, 16320)] * 6)
-        assert [p.name for p in converge[34:37]] == ['mod1.e240.s0', 'mod1.e240.s1',
+        assert [p.name for p in converge[:5]] == [f'mod1.e96.s{seed}' for seed in range(5)]
+        assert [p.name for p in converge[42:45]] == ['mod1.e240.s0', 'mod1.e240.s1',
                                                      'mod1.e240.s2']
     finally:
         os.chdir(cwd)
