@@ -91,6 +91,11 @@ def environment() -> dict:
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
     """min / median / p90 seconds of fn() over `repeats` calls after `warmup` calls."""
+    return _summary(_times(fn, repeats, warmup))
+
+
+def _times(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """The seconds of each of `repeats` calls of fn(), after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -98,7 +103,7 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return _summary(times)
+    return times
 
 
 def _summary(times: list[float]) -> dict:
@@ -708,13 +713,12 @@ def loop_child() -> list[dict]:
                                               optim.schedule(config.train, steps_per_epoch),
                                               trained.shardings, mesh)
             batch = next(iter(feed.train_batches(task.source, config, mesh, 0, 1)))
-            state = trained.state
-        for i in range(1 + max(5, (5 * repeats + 1) // 2)):   # the first call: warm-up
-            start = time.perf_counter()
-            state, metrics = step(state, batch)
-            jax.block_until_ready(metrics)
-            if i:
-                bare_times.append(time.perf_counter() - start)
+            holder = {'state': trained.state}
+
+            def bare_step():
+                holder['state'], metrics = step(holder['state'], batch)
+                jax.block_until_ready(metrics)
+        bare_times += _times(bare_step, max(5, (5 * repeats + 1) // 2), warmup=1)
     bare = _summary(bare_times)
     common = {'batch_size': config.train.batch_size, 'dtype': 'float32',
               'input_shape': list(shape)}
